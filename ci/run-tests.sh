@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds with AddressSanitizer and
+# UndefinedBehaviorSanitizer, checks formatting and runs the unit and
+# integration tests. Integration tests start their own PostgreSQL servers on
+# loopback, so nothing needs to be running beforehand.
+#
+# Environment: SG_BUILD_DIR (default build-asan), SG_JOBS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=${SG_BUILD_DIR:-build-asan}
+jobs=${SG_JOBS:-2}
+started=$SECONDS
+step=""
+failed=()
+
+summary() {
+    local rc=$? took=$((SECONDS - started))
+    [ -n "$step" ] && [ $rc -ne 0 ] && failed+=("$step")
+    if [ ${#failed[@]} -eq 0 ]; then
+        echo "run-tests: ok in ${took}s"
+    else
+        echo "run-tests: FAILED (${failed[*]}) in ${took}s"
+        [ $rc -ne 0 ] || rc=1
+    fi
+    exit $rc
+}
+trap summary EXIT
+
+section() {
+    step=$1
+    echo "==> $step"
+}
+
+section install-deps
+ci/install-deps.sh
+
+section configure
+cmake -S . -B "$build" -DSG_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+section build
+cmake --build "$build" -j"$jobs"
+
+# A formatting slip should not hide test results: note it and go on.
+section format
+ci/check-format.sh || failed+=(format)
+
+section test
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd "$build" && ctest --output-on-failure --no-tests=error -j"$jobs" --timeout 1200) || failed+=(test)
+step=""

@@ -1,0 +1,28 @@
+/* Where things live in a store:
+ *   shards/<shard>/snapshots/<id>/packs/<n>.pack
+ *   shards/<shard>/snapshots/<id>/manifest      (written last: the commit point)
+ */
+#ifndef SG_COMMON_LAYOUT_H
+#define SG_COMMON_LAYOUT_H
+
+#include "common/error.h"
+
+#define SG_SHARD_NAME_MAX 100
+
+/* Shard names are path components in the store: letters, digits, '.', '_'
+ * and '-', not starting with '.', at most SG_SHARD_NAME_MAX characters. */
+int sg_shard_name_check(const char *shard, sg_error *err);
+
+/* "shards/<shard>/snapshots/<id>/<path>" (path may be "" for the prefix);
+ * NULL when out of memory. */
+char *sg_layout_key(const char *shard, const char *id, const char *path);
+
+/* "shards/<shard>/snapshots/" */
+char *sg_layout_shard_prefix(const char *shard);
+
+/* Splits "SHARD/ID" or "SHARD/latest" into its parts (copied into the given
+ * buffers). A malformed spec is SG_E_USAGE. */
+int sg_layout_parse_spec(char shard[SG_SHARD_NAME_MAX + 1], char id[64], const char *spec,
+                         sg_error *err);
+
+#endif

@@ -1,0 +1,237 @@
+#include "common/pg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/mem.h"
+
+const sg_pg_setting sg_pg_pinned_settings[] = {
+    {"DateStyle", "ISO"},        {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
+    {"extra_float_digits", "3"}, {"bytea_output", "hex"},       {"client_encoding", "UTF8"},
+    {"lc_monetary", "C"},
+};
+const size_t sg_pg_pinned_settings_count =
+    sizeof(sg_pg_pinned_settings) / sizeof(sg_pg_pinned_settings[0]);
+
+char *sg_pg_redact_dsn(const char *dsn)
+{
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    static const char unknown[] = "(unparsable connection string)";
+    if (!opts)
+        return sg_strdup(unknown);
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        char *part;
+        size_t plen;
+        if (!o->val || !*o->val)
+            continue;
+        part = strcmp(o->keyword, "password") == 0 ? sg_asprintf("%s=*****", o->keyword)
+                                                   : sg_asprintf("%s=%s", o->keyword, o->val);
+        if (!part)
+            break;
+        plen = strlen(part);
+        if (len + plen + 2 > cap) {
+            size_t ncap = (len + plen + 2) * 2;
+            char *grown = sg_realloc(out, ncap);
+            if (!grown) {
+                free(part);
+                break;
+            }
+            out = grown;
+            cap = ncap;
+        }
+        if (len)
+            out[len++] = ' ';
+        memcpy(out + len, part, plen + 1);
+        len += plen;
+        free(part);
+    }
+    PQconninfoFree(opts);
+    if (!out)
+        out = sg_strdup("(defaults)");
+    return out;
+}
+
+/* libpq error text ends with a newline; messages here do not. */
+static void trim_newline(char *s)
+{
+    size_t len = strlen(s);
+    while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' '))
+        s[--len] = '\0';
+}
+
+int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err)
+{
+    const char *keys[] = {"dbname", "application_name", "fallback_application_name", NULL};
+    const char *vals[] = {dsn, NULL, "shardgate", NULL};
+    PGconn *conn;
+    char *redacted;
+    char msg[512];
+    *out = NULL;
+    /* expand_dbname=1: dsn may be a keyword string or a URI, and PG* variables
+     * and the password file still fill in whatever it leaves out. */
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (conn && PQstatus(conn) == CONNECTION_OK) {
+        *out = conn;
+        return 0;
+    }
+    snprintf(msg, sizeof(msg), "%s", conn ? PQerrorMessage(conn) : "out of memory");
+    trim_newline(msg);
+    redacted = sg_pg_redact_dsn(dsn);
+    sg_error_set(err, SG_E_DB, "cannot connect to the %s", what);
+    sg_error_detail(err, "%s", msg);
+    sg_error_detail(err, "connection: %s", redacted ? redacted : "?");
+    free(redacted);
+    PQfinish(conn);
+    return SG_E_DB;
+}
+
+static int result_error(PGresult *res, PGconn *conn, const char *sql, sg_error *err)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", primary ? primary : PQerrorMessage(conn));
+    trim_newline(msg);
+    sg_error_set(err, SG_E_DB, "%s", msg);
+    if (state)
+        sg_error_detail(err, "SQLSTATE %s", state);
+    if (detail)
+        sg_error_detail(err, "%s", detail);
+    sg_error_detail(err, "statement: %.300s", sql);
+    if (hint)
+        sg_error_hint(err, "%s", hint);
+    return SG_E_DB;
+}
+
+int sg_pg_query_params(PGresult **out, PGconn *conn, const char *sql, int nparams,
+                       const char *const *params, sg_error *err)
+{
+    PGresult *res =
+        nparams ? PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0) : PQexec(conn, sql);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    *out = NULL;
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        int rc = result_error(res, conn, sql, err);
+        PQclear(res);
+        return rc;
+    }
+    *out = res;
+    return 0;
+}
+
+int sg_pg_query(PGresult **out, PGconn *conn, const char *sql, sg_error *err)
+{
+    return sg_pg_query_params(out, conn, sql, 0, NULL, err);
+}
+
+int sg_pg_exec(PGconn *conn, const char *sql, sg_error *err)
+{
+    PGresult *res = NULL;
+    int rc = sg_pg_query(&res, conn, sql, err);
+    PQclear(res);
+    return rc;
+}
+
+int sg_pg_pin_settings(PGconn *conn, sg_error *err)
+{
+    for (size_t i = 0; i < sg_pg_pinned_settings_count; i++) {
+        const char *params[] = {sg_pg_pinned_settings[i].name, sg_pg_pinned_settings[i].value};
+        PGresult *res = NULL;
+        int rc = sg_pg_query_params(&res, conn, "SELECT pg_catalog.set_config($1, $2, false)", 2,
+                                    params, err);
+        PQclear(res);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+char *sg_pg_qualified_name(PGconn *conn, const char *schema, const char *name)
+{
+    char *qs = PQescapeIdentifier(conn, schema, strlen(schema));
+    char *qn = PQescapeIdentifier(conn, name, strlen(name));
+    char *out = qs && qn ? sg_asprintf("%s.%s", qs, qn) : NULL;
+    PQfreemem(qs);
+    PQfreemem(qn);
+    return out;
+}
+
+char *sg_pg_column_list(PGconn *conn, const char *const *names, size_t count)
+{
+    sg_buf buf = {0};
+    char *out = NULL;
+    for (size_t i = 0; i < count; i++) {
+        char *q = PQescapeIdentifier(conn, names[i], strlen(names[i]));
+        int rc = q ? 0 : -1;
+        if (rc == 0 && i > 0)
+            rc = sg_buf_append(&buf, ", ", 2, NULL);
+        if (rc == 0)
+            rc = sg_buf_append(&buf, q, strlen(q), NULL);
+        PQfreemem(q);
+        if (rc < 0)
+            goto done;
+    }
+    if (sg_buf_terminate(&buf, NULL) < 0)
+        goto done;
+    out = sg_strdup((const char *)buf.data);
+done:
+    sg_buf_free(&buf);
+    return out;
+}
+
+int sg_pg_copy_out(PGconn *conn, const char *copy_sql, sg_pg_copy_fn fn, void *ctx, sg_error *err)
+{
+    PGresult *res = PQexec(conn, copy_sql);
+    int rc = 0;
+    if (!res || PQresultStatus(res) != PGRES_COPY_OUT) {
+        rc = result_error(res, conn, copy_sql, err);
+        PQclear(res);
+        return rc;
+    }
+    PQclear(res);
+    for (;;) {
+        char *row = NULL;
+        int len = PQgetCopyData(conn, &row, 0);
+        if (len < 0)
+            break;
+        if (rc == 0)
+            rc = fn(ctx, row, (size_t)len, err);
+        PQfreemem(row);
+        /* After a callback error keep draining: libpq has no way to stop a
+         * COPY OUT early short of cancelling, and draining keeps the
+         * connection usable for the rollback. */
+    }
+    while ((res = PQgetResult(conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0)
+            rc = result_error(res, conn, copy_sql, err);
+        PQclear(res);
+    }
+    return rc;
+}
+
+static int digest_rows(void *ctx, const char *data, size_t len, sg_error *err)
+{
+    size_t used = sg_digest_copy_text(ctx, data, len);
+    if (used != len)
+        return sg_error_set(err, SG_E_DB, "server sent a COPY row without a line end");
+    return 0;
+}
+
+int sg_pg_digest_table(PGconn *conn, const char *qualified_table, const char *column_list,
+                       sg_digest *out, sg_error *err)
+{
+    char *sql =
+        sg_asprintf("COPY (SELECT %s FROM ONLY %s) TO STDOUT", column_list, qualified_table);
+    int rc;
+    if (!sql)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    sg_digest_init(out);
+    rc = sg_pg_copy_out(conn, sql, digest_rows, out, err);
+    free(sql);
+    return rc;
+}

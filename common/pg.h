@@ -1,0 +1,61 @@
+/* PostgreSQL helpers over libpq: connections that name what failed, checked
+ * statements, the pinned settings that make COPY text canonical, and a COPY
+ * reader that digests a table or a column projection. */
+#ifndef SG_COMMON_PG_H
+#define SG_COMMON_PG_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "common/digest.h"
+#include "common/error.h"
+
+/* The settings under which COPY text is canonical (DESIGN.md, row digests).
+ * Snapshot, restore and every digest run under exactly these. */
+typedef struct sg_pg_setting {
+    const char *name;
+    const char *value;
+} sg_pg_setting;
+extern const sg_pg_setting sg_pg_pinned_settings[];
+extern const size_t sg_pg_pinned_settings_count;
+
+/* Connects with a libpq connection string or URI (environment variables and
+ * the password file work as usual). `what` names the connection in errors,
+ * e.g. "source database". The DSN in messages never shows a password. */
+int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err);
+
+/* A copy of dsn with any password removed, for messages. Never NULL. */
+char *sg_pg_redact_dsn(const char *dsn);
+
+/* Runs SQL that returns no rows (or whose rows are ignored). */
+int sg_pg_exec(PGconn *conn, const char *sql, sg_error *err);
+
+/* Runs a query; *out must be PQclear'ed by the caller. */
+int sg_pg_query(PGresult **out, PGconn *conn, const char *sql, sg_error *err);
+
+/* Runs a parameterised query (text parameters). */
+int sg_pg_query_params(PGresult **out, PGconn *conn, const char *sql, int nparams,
+                       const char *const *params, sg_error *err);
+
+/* SETs every pinned setting on the session. */
+int sg_pg_pin_settings(PGconn *conn, sg_error *err);
+
+/* "schema"."name" quoted with libpq; NULL on allocation failure; free(). */
+char *sg_pg_qualified_name(PGconn *conn, const char *schema, const char *name);
+
+/* Comma-separated quoted column names ("" for none); NULL on failure. */
+char *sg_pg_column_list(PGconn *conn, const char *const *names, size_t count);
+
+/* Called for each block of COPY output (whole rows, possibly several). */
+typedef int (*sg_pg_copy_fn)(void *ctx, const char *data, size_t len, sg_error *err);
+
+/* Runs a COPY ... TO STDOUT statement and feeds every row to fn. */
+int sg_pg_copy_out(PGconn *conn, const char *copy_sql, sg_pg_copy_fn fn, void *ctx,
+                   sg_error *err);
+
+/* Digests `SELECT columns FROM ONLY table` as COPY text (the same code path for
+ * a live table, a restored table or any column projection). */
+int sg_pg_digest_table(PGconn *conn, const char *qualified_table, const char *column_list,
+                       sg_digest *out, sg_error *err);
+
+#endif

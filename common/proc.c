@@ -1,0 +1,207 @@
+#include "common/proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/mem.h"
+
+/* Keep only the end of a chatty stderr: that is where the reason is. */
+#define STDERR_KEEP 4096
+
+struct sg_proc {
+    pid_t pid;
+    int err_fd;
+    char *name;
+    char tail[STDERR_KEEP + 1];
+    size_t tail_len;
+};
+
+int sg_proc_start(sg_proc **out, const char *const argv[], sg_error *err)
+{
+    int pipefd[2] = {-1, -1};
+    sg_proc *proc = NULL;
+    pid_t pid;
+    *out = NULL;
+    proc = sg_calloc(1, sizeof(*proc));
+    if (!proc || !(proc->name = sg_strdup(argv[0]))) {
+        free(proc);
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    }
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        free(proc->name);
+        free(proc);
+        return sg_error_set(err, SG_E_PROCESS, "cannot create a pipe: %s", strerror(errno));
+    }
+    pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        free(proc->name);
+        free(proc);
+        return sg_error_set(err, SG_E_PROCESS, "cannot start %s: %s", argv[0], strerror(e));
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        dup2(pipefd[1], 2);
+        execvp(argv[0], (char *const *)argv);
+        dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(pipefd[1]);
+    proc->pid = pid;
+    proc->err_fd = pipefd[0];
+    *out = proc;
+    return 0;
+}
+
+static void drain_stderr(sg_proc *proc)
+{
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(proc->err_fd, buf, sizeof(buf))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if ((size_t)n >= STDERR_KEEP) {
+            memcpy(proc->tail, buf + n - STDERR_KEEP, STDERR_KEEP);
+            proc->tail_len = STDERR_KEEP;
+        } else {
+            size_t keep =
+                proc->tail_len + (size_t)n > STDERR_KEEP ? STDERR_KEEP - (size_t)n : proc->tail_len;
+            memmove(proc->tail, proc->tail + proc->tail_len - keep, keep);
+            memcpy(proc->tail + keep, buf, (size_t)n);
+            proc->tail_len = keep + (size_t)n;
+        }
+    }
+    proc->tail[proc->tail_len] = '\0';
+}
+
+static void proc_free(sg_proc *proc)
+{
+    if (!proc)
+        return;
+    if (proc->err_fd >= 0)
+        close(proc->err_fd);
+    free(proc->name);
+    free(proc);
+}
+
+int sg_proc_wait(sg_proc *proc, const char *what, sg_error *err)
+{
+    int status = 0, rc = 0;
+    drain_stderr(proc);
+    while (waitpid(proc->pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            rc = sg_error_set(err, SG_E_PROCESS, "%s: cannot wait: %s", what, strerror(errno));
+            goto done;
+        }
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        goto done;
+    if (WIFSIGNALED(status))
+        rc = sg_error_set(err, SG_E_PROCESS, "%s was killed by signal %d", what, WTERMSIG(status));
+    else
+        rc = sg_error_set(err, SG_E_PROCESS, "%s failed with exit status %d", what,
+                          WEXITSTATUS(status));
+    if (proc->tail_len) {
+        while (proc->tail_len && proc->tail[proc->tail_len - 1] == '\n')
+            proc->tail[--proc->tail_len] = '\0';
+        sg_error_detail(err, "%s", proc->tail);
+    }
+done:
+    proc_free(proc);
+    return rc;
+}
+
+void sg_proc_kill(sg_proc *proc)
+{
+    if (!proc)
+        return;
+    kill(proc->pid, SIGTERM);
+    while (waitpid(proc->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    proc_free(proc);
+}
+
+int sg_proc_run(const char *const argv[], const char *what, sg_error *err)
+{
+    sg_proc *proc = NULL;
+    int rc = sg_proc_start(&proc, argv, err);
+    return rc < 0 ? rc : sg_proc_wait(proc, what, err);
+}
+
+int sg_pg_tool_find(char **out, const char *tool, int major, const char *bindir, sg_error *err)
+{
+    char *path = NULL;
+    *out = NULL;
+    if (bindir) {
+        path = sg_asprintf("%s/%s", bindir, tool);
+        if (path && access(path, X_OK) != 0) {
+            sg_error_set(err, SG_E_USAGE, "%s not found in %s", tool, bindir);
+            free(path);
+            return SG_E_USAGE;
+        }
+    } else {
+        path = sg_asprintf("/usr/lib/postgresql/%d/bin/%s", major, tool);
+        /* Debian installs several majors side by side; the one matching the
+         * server is right, otherwise trust PATH and let the tool complain
+         * about a version mismatch in its own words. */
+        if (path && access(path, X_OK) != 0) {
+            free(path);
+            path = sg_strdup(tool);
+        }
+    }
+    if (!path)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    *out = path;
+    return 0;
+}
+
+int sg_tmpdir_new(char **out, const char *tag, sg_error *err)
+{
+    const char *base = getenv("TMPDIR");
+    char *path = sg_asprintf("%s/shardgate-%s-XXXXXX", base && *base ? base : "/tmp", tag);
+    *out = NULL;
+    if (!path)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    if (!mkdtemp(path)) {
+        int e = errno;
+        sg_error_set(err, SG_E_IO, "cannot create a temporary directory %s: %s", path, strerror(e));
+        free(path);
+        return SG_E_IO;
+    }
+    *out = path;
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void sg_tmpdir_remove(const char *path)
+{
+    if (path)
+        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}

@@ -1,0 +1,37 @@
+/* Child processes (pg_dump, pg_restore) and private temporary directories. */
+#ifndef SG_COMMON_PROC_H
+#define SG_COMMON_PROC_H
+
+#include <sys/types.h>
+
+#include "common/error.h"
+
+typedef struct sg_proc sg_proc;
+
+/* Starts argv[0] (looked up in PATH unless it contains '/'), stdin from
+ * /dev/null, stdout discarded, stderr captured so a failure can show it. */
+int sg_proc_start(sg_proc **out, const char *const argv[], sg_error *err);
+
+/* Waits for the process. A non-zero exit or a signal is SG_E_PROCESS with the
+ * tail of its stderr in the detail; `what` names the step ("pg_dump"). Frees
+ * the process. */
+int sg_proc_wait(sg_proc *proc, const char *what, sg_error *err);
+
+/* Kills (SIGTERM) and reaps a process that is no longer wanted. */
+void sg_proc_kill(sg_proc *proc);
+
+/* Runs to completion: start + wait. */
+int sg_proc_run(const char *const argv[], const char *what, sg_error *err);
+
+/* Finds a PostgreSQL client program for a server of `major` version:
+ * bindir if given, then /usr/lib/postgresql/MAJOR/bin, then PATH. Returns a
+ * malloc'd path. The program must be at least as new as the server. */
+int sg_pg_tool_find(char **out, const char *tool, int major, const char *bindir, sg_error *err);
+
+/* Creates a private (0700) directory under $TMPDIR or /tmp. */
+int sg_tmpdir_new(char **out, const char *tag, sg_error *err);
+
+/* Removes a directory tree; quietly ignores what is already gone. */
+void sg_tmpdir_remove(const char *path);
+
+#endif

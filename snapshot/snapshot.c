@@ -1,0 +1,875 @@
+#include "snapshot/snapshot.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/chunk.h"
+#include "common/keys.h"
+#include "common/layout.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/pg.h"
+#include "common/proc.h"
+#include "common/store.h"
+#include "snapshot/catalog.h"
+#include "snapshot/pack.h"
+
+/* Tables above this many chunks' worth of blocks are split into TID ranges
+ * of about that size, so one large table keeps several readers busy. */
+#define SPLIT_CHUNKS 2
+#define SCHEMA_TABLE SIZE_MAX
+
+void sg_snapshot_options_init(sg_snapshot_options *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->jobs = 2;
+    opts->chunk_size = 32ULL << 20;
+    opts->pack_size = 1ULL << 30;
+    opts->compress_level = 1;
+    opts->lock_timeout_ms = 5000;
+}
+
+/* A range of one table for one reader: blocks [first, end), end 0 = to the end. */
+typedef struct copy_task {
+    size_t table;
+    uint64_t first_block, end_block;
+    bool whole;
+} copy_task;
+
+/* Row-aligned plain COPY text on its way from a reader to a sealer. */
+typedef struct plain_chunk {
+    size_t table; /* SCHEMA_TABLE for the schema dump */
+    uint32_t seq;
+    sg_buf data;
+    sg_digest digest;
+} plain_chunk;
+
+typedef struct chunk_record {
+    size_t table;
+    sg_manifest_chunk where;
+} chunk_record;
+
+typedef struct pack_record {
+    uint32_t number;
+    uint64_t size;
+    uint8_t sha256[32];
+} pack_record;
+
+typedef struct run {
+    const sg_snapshot_options *opts;
+    sg_store *store;
+    sg_catalog *catalog;
+    char id[SG_SNAPSHOT_ID_MAX];
+    char shard[SG_SHARD_NAME_MAX + 1];
+    uint8_t data_key[SG_DATA_KEY_BYTES];
+    char export_name[128];
+
+    copy_task *tasks;
+    size_t ntasks;
+    atomic_size_t next_task;
+    atomic_uint *next_seq; /* per table */
+    atomic_uint next_pack;
+
+    /* The bounded queue between readers and sealers: its capacity is what
+     * bounds memory, whatever the size of the database. */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    plain_chunk **queue;
+    size_t queue_head, queue_len, queue_cap;
+    bool readers_done;
+
+    /* Results and the first error, under lock. */
+    chunk_record *records;
+    size_t nrecords, records_cap;
+    pack_record *packs;
+    size_t npacks, packs_cap;
+    atomic_int failed;
+    sg_error error;
+    PGcancel **cancels;
+    size_t ncancels;
+} run;
+
+static void fail(run *r, const sg_error *e)
+{
+    pthread_mutex_lock(&r->lock);
+    if (!atomic_load(&r->failed)) {
+        r->error = *e;
+        atomic_store(&r->failed, 1);
+        /* Stop every COPY in flight now rather than draining it. */
+        for (size_t i = 0; i < r->ncancels; i++) {
+            char buf[256];
+            if (r->cancels[i])
+                PQcancel(r->cancels[i], buf, sizeof(buf));
+        }
+    }
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static int push_chunk(run *r, plain_chunk *c, sg_error *err)
+{
+    pthread_mutex_lock(&r->lock);
+    while (r->queue_len == r->queue_cap && !atomic_load(&r->failed))
+        pthread_cond_wait(&r->changed, &r->lock);
+    if (atomic_load(&r->failed)) {
+        pthread_mutex_unlock(&r->lock);
+        return sg_error_set(err, SG_E_INTERRUPTED, "snapshot stopped");
+    }
+    r->queue[(r->queue_head + r->queue_len++) % r->queue_cap] = c;
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
+static plain_chunk *pop_chunk(run *r)
+{
+    plain_chunk *c = NULL;
+    pthread_mutex_lock(&r->lock);
+    while (r->queue_len == 0 && !r->readers_done && !atomic_load(&r->failed))
+        pthread_cond_wait(&r->changed, &r->lock);
+    if (r->queue_len > 0 && !atomic_load(&r->failed)) {
+        c = r->queue[r->queue_head];
+        r->queue_head = (r->queue_head + 1) % r->queue_cap;
+        r->queue_len--;
+        pthread_cond_broadcast(&r->changed);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return c;
+}
+
+static void chunk_free(plain_chunk *c)
+{
+    if (c) {
+        sg_buf_free(&c->data);
+        free(c);
+    }
+}
+
+static plain_chunk *chunk_new(size_t table, size_t capacity)
+{
+    plain_chunk *c = sg_calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->table = table;
+    sg_digest_init(&c->digest);
+    if (capacity && sg_buf_reserve(&c->data, capacity, NULL) < 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* ---- readers ---- */
+
+typedef struct reader {
+    run *r;
+    PGconn *conn;
+    plain_chunk *chunk;
+    size_t table;
+    pthread_t thread;
+} reader;
+
+static int hand_off(reader *rd, sg_error *err)
+{
+    run *r = rd->r;
+    plain_chunk *c = rd->chunk;
+    rd->chunk = NULL;
+    c->seq = atomic_fetch_add(&r->next_seq[c->table], 1);
+    if (push_chunk(r, c, err) < 0) {
+        chunk_free(c);
+        return err->code;
+    }
+    return 0;
+}
+
+static int on_rows(void *ctx, const char *data, size_t len, sg_error *err)
+{
+    reader *rd = ctx;
+    run *r = rd->r;
+    int rc;
+    if (atomic_load(&r->failed))
+        return sg_error_set(err, SG_E_INTERRUPTED, "snapshot stopped");
+    if (!rd->chunk && !(rd->chunk = chunk_new(rd->table, r->opts->chunk_size + 65536)))
+        return sg_error_set(err, SG_E_NOMEM, "out of memory for a chunk");
+    if (sg_digest_copy_text(&rd->chunk->digest, data, len) != len)
+        return sg_error_set(err, SG_E_DB, "server sent a COPY row without a line end");
+    if ((rc = sg_buf_append(&rd->chunk->data, data, len, err)) < 0)
+        return rc;
+    if (rd->chunk->data.len >= r->opts->chunk_size)
+        return hand_off(rd, err);
+    return 0;
+}
+
+static char *task_sql(run *r, const copy_task *t)
+{
+    const sg_catalog_table *tab = &r->catalog->tables[t->table];
+    if (t->whole)
+        return sg_asprintf("COPY (SELECT %s FROM ONLY %s) TO STDOUT", tab->select_list,
+                           tab->qualified);
+    if (t->end_block == 0)
+        return sg_asprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%" PRIu64
+                           ",0)'::pg_catalog.tid) TO STDOUT",
+                           tab->select_list, tab->qualified, t->first_block);
+    return sg_asprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%" PRIu64
+                       ",0)'::pg_catalog.tid AND ctid < '(%" PRIu64
+                       ",0)'::pg_catalog.tid) TO STDOUT",
+                       tab->select_list, tab->qualified, t->first_block, t->end_block);
+}
+
+static void *reader_main(void *arg)
+{
+    reader *rd = arg;
+    run *r = rd->r;
+    sg_error err = {0};
+    size_t i;
+    while (!atomic_load(&r->failed) && (i = atomic_fetch_add(&r->next_task, 1)) < r->ntasks) {
+        const copy_task *t = &r->tasks[i];
+        char *sql = task_sql(r, t);
+        int rc;
+        if (!sql) {
+            sg_error_set(&err, SG_E_NOMEM, "out of memory");
+            fail(r, &err);
+            break;
+        }
+        rd->table = t->table;
+        rc = sg_pg_copy_out(rd->conn, sql, on_rows, rd, &err);
+        free(sql);
+        if (rc == 0 && rd->chunk && rd->chunk->data.len > 0)
+            rc = hand_off(rd, &err);
+        chunk_free(rd->chunk);
+        rd->chunk = NULL;
+        if (rc < 0) {
+            if (rc != SG_E_INTERRUPTED)
+                sg_error_prefix(&err, "copying table %s", r->catalog->tables[t->table].qualified);
+            fail(r, &err);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- sealers ---- */
+
+typedef struct sealer {
+    run *r;
+    sg_pack_writer *pack;
+    uint32_t pack_number;
+    sg_buf sealed;
+    pthread_t thread;
+} sealer;
+
+static int record_pack(run *r, uint32_t number, uint64_t size, const uint8_t sha256[32],
+                       sg_error *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    if (r->npacks == r->packs_cap) {
+        size_t cap = r->packs_cap ? r->packs_cap * 2 : 8;
+        pack_record *grown = sg_realloc(r->packs, cap * sizeof(*grown));
+        if (!grown)
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        else {
+            r->packs = grown;
+            r->packs_cap = cap;
+        }
+    }
+    if (rc == 0) {
+        r->packs[r->npacks].number = number;
+        r->packs[r->npacks].size = size;
+        memcpy(r->packs[r->npacks].sha256, sha256, 32);
+        r->npacks++;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+static int close_pack(sealer *s, sg_error *err)
+{
+    uint64_t size;
+    uint8_t sha256[32];
+    int rc;
+    if (!s->pack)
+        return 0;
+    rc = sg_pack_writer_close(s->pack, &size, sha256, err);
+    sg_pack_writer_free(s->pack);
+    s->pack = NULL;
+    return rc < 0 ? rc : record_pack(s->r, s->pack_number, size, sha256, err);
+}
+
+static int open_pack(sealer *s, sg_error *err)
+{
+    run *r = s->r;
+    char path[64];
+    char *key;
+    int rc;
+    s->pack_number = atomic_fetch_add(&r->next_pack, 1);
+    snprintf(path, sizeof(path), "packs/%" PRIu32 ".pack", s->pack_number);
+    if (!(key = sg_layout_key(r->shard, r->id, path)))
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    rc = sg_pack_writer_new(&s->pack, r->store, key, err);
+    free(key);
+    return rc;
+}
+
+static int record_chunk(run *r, size_t table, const sg_manifest_chunk *where, sg_error *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    if (r->nrecords == r->records_cap) {
+        size_t cap = r->records_cap ? r->records_cap * 2 : 64;
+        chunk_record *grown = sg_realloc(r->records, cap * sizeof(*grown));
+        if (!grown)
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        else {
+            r->records = grown;
+            r->records_cap = cap;
+        }
+    }
+    if (rc == 0) {
+        r->records[r->nrecords].table = table;
+        r->records[r->nrecords].where = *where;
+        r->nrecords++;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+static int seal_one(sealer *s, plain_chunk *c, sg_error *err)
+{
+    run *r = s->r;
+    bool schema = c->table == SCHEMA_TABLE;
+    const sg_catalog_table *t = schema ? NULL : &r->catalog->tables[c->table];
+    sg_chunk_ref ref = {r->id, schema ? SG_CHUNK_SCHEMA_SCHEMA : t->schema,
+                        schema ? SG_CHUNK_SCHEMA_TABLE : t->name, c->seq, c->data.len};
+    sg_manifest_chunk where = {0};
+    char member[64];
+    int rc;
+    sg_buf_reset(&s->sealed);
+    if ((rc = sg_chunk_seal(&s->sealed, c->data.data, &ref, r->data_key,
+                            r->opts->compress_level, err)) < 0)
+        return rc;
+    if (s->pack && sg_pack_writer_size(s->pack) >= r->opts->pack_size &&
+        (rc = close_pack(s, err)) < 0)
+        return rc;
+    if (!s->pack && (rc = open_pack(s, err)) < 0)
+        return rc;
+    /* Member names are for people running `tar tvf`; restore finds chunks by
+     * offset. OIDs keep names short and free of odd characters. */
+    if (schema)
+        snprintf(member, sizeof(member), "schema.dump");
+    else
+        snprintf(member, sizeof(member), "%" PRIu32 "/%06" PRIu32 ".chunk", t->oid, c->seq);
+    where.seq = c->seq;
+    where.pack = s->pack_number;
+    where.stored_size = s->sealed.len;
+    where.plain_size = c->data.len;
+    where.digest = c->digest;
+    if ((rc = sg_pack_writer_add(s->pack, member, s->sealed.data, s->sealed.len, &where.offset,
+                                 err)) < 0)
+        return rc;
+    return record_chunk(r, c->table, &where, err);
+}
+
+static void *sealer_main(void *arg)
+{
+    sealer *s = arg;
+    run *r = s->r;
+    sg_error err = {0};
+    plain_chunk *c;
+    while ((c = pop_chunk(r)) != NULL) {
+        int rc = seal_one(s, c, &err);
+        chunk_free(c);
+        if (rc < 0) {
+            fail(r, &err);
+            break;
+        }
+    }
+    if (!atomic_load(&r->failed) && close_pack(s, &err) < 0)
+        fail(r, &err);
+    sg_pack_writer_free(s->pack);
+    s->pack = NULL;
+    sg_buf_free(&s->sealed);
+    return NULL;
+}
+
+/* ---- planning ---- */
+
+static int compare_tasks_by_size(const void *a, const void *b, void *ctx)
+{
+    const run *r = ctx;
+    const copy_task *x = a, *y = b;
+    uint64_t bx = x->whole ? r->catalog->tables[x->table].blocks : x->end_block - x->first_block;
+    uint64_t by = y->whole ? r->catalog->tables[y->table].blocks : y->end_block - y->first_block;
+    if (!x->whole && x->end_block == 0)
+        bx = r->catalog->tables[x->table].blocks - x->first_block;
+    if (!y->whole && y->end_block == 0)
+        by = r->catalog->tables[y->table].blocks - y->first_block;
+    return bx < by ? 1 : bx > by ? -1 : 0;
+}
+
+static int plan_tasks(run *r, int server_version, sg_error *err)
+{
+    uint64_t range_blocks = r->opts->chunk_size * SPLIT_CHUNKS / r->catalog->block_size;
+    size_t n = 0, cap = r->catalog->ntables + 16;
+    if (range_blocks == 0)
+        range_blocks = 1;
+    if (!(r->tasks = sg_calloc(cap, sizeof(*r->tasks))))
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < r->catalog->ntables; i++) {
+        uint64_t blocks = r->catalog->tables[i].blocks;
+        /* TID range scans arrived in PostgreSQL 14; before that a ctid
+         * predicate is a full scan per range, so older servers copy whole. */
+        size_t pieces = server_version >= 140000 && r->opts->jobs > 1 && blocks > range_blocks
+                            ? (size_t)((blocks + range_blocks - 1) / range_blocks)
+                            : 1;
+        if (n + pieces > cap) {
+            size_t ncap = (n + pieces) * 2;
+            copy_task *grown = sg_realloc(r->tasks, ncap * sizeof(*grown));
+            if (!grown)
+                return sg_error_set(err, SG_E_NOMEM, "out of memory");
+            r->tasks = grown;
+            cap = ncap;
+        }
+        for (size_t p = 0; p < pieces; p++) {
+            copy_task *t = &r->tasks[n++];
+            t->table = i;
+            t->whole = pieces == 1;
+            t->first_block = p * range_blocks;
+            /* The last range is open-ended: whatever the relation size was
+             * when we looked, every row the snapshot sees is copied. */
+            t->end_block = p + 1 == pieces ? 0 : (p + 1) * range_blocks;
+        }
+    }
+    r->ntasks = n;
+    qsort_r(r->tasks, n, sizeof(*r->tasks), compare_tasks_by_size, r);
+    return 0;
+}
+
+/* ---- coordinator ---- */
+
+static int begin_snapshot(run *r, PGconn *conn, sg_error *err)
+{
+    PGresult *res = NULL;
+    char sql[128];
+    int rc;
+    if ((rc = sg_pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err)) < 0 ||
+        (rc = sg_pg_pin_settings(conn, err)) < 0)
+        return rc;
+    snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %d", r->opts->lock_timeout_ms);
+    if ((rc = sg_pg_exec(conn, sql, err)) < 0 || (rc = sg_catalog_read(&r->catalog, conn, err)) < 0 ||
+        (rc = sg_catalog_lock_tables(r->catalog, conn, err)) < 0)
+        return rc;
+    if ((rc = sg_pg_query(&res, conn, "SELECT pg_catalog.pg_export_snapshot()", err)) < 0)
+        return rc;
+    snprintf(r->export_name, sizeof(r->export_name), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return 0;
+}
+
+static int connect_reader(run *r, PGconn **out, sg_error *err)
+{
+    char sql[192];
+    int rc;
+    if ((rc = sg_pg_connect(out, r->opts->dsn, "source database", err)) < 0)
+        return rc;
+    snprintf(sql, sizeof(sql), "SET TRANSACTION SNAPSHOT '%s'", r->export_name);
+    if ((rc = sg_pg_exec(*out, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err)) < 0 ||
+        (rc = sg_pg_exec(*out, sql, err)) < 0 || (rc = sg_pg_pin_settings(*out, err)) < 0)
+        sg_error_prefix(err, "starting a reader");
+    return rc;
+}
+
+static int start_schema_dump(run *r, sg_proc **proc, const char *path, int server_version,
+                             sg_error *err)
+{
+    char *pg_dump = NULL, *snapshot_arg = NULL, *file_arg = NULL, *dbname_arg = NULL;
+    int rc;
+    if ((rc = sg_pg_tool_find(&pg_dump, "pg_dump", server_version / 10000, r->opts->pg_bindir,
+                              err)) < 0)
+        return rc;
+    snapshot_arg = sg_asprintf("--snapshot=%s", r->export_name);
+    file_arg = sg_asprintf("--file=%s", path);
+    dbname_arg = sg_asprintf("--dbname=%s", r->opts->dsn);
+    if (!snapshot_arg || !file_arg || !dbname_arg) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    } else {
+        const char *argv[] = {pg_dump,     "--schema-only", "--format=custom", "--no-sync",
+                              snapshot_arg, file_arg,        dbname_arg,        NULL};
+        rc = sg_proc_start(proc, argv, err);
+    }
+    free(pg_dump);
+    free(snapshot_arg);
+    free(file_arg);
+    free(dbname_arg);
+    return rc;
+}
+
+static int read_file(sg_buf *out, const char *path, sg_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    char block[65536];
+    size_t n;
+    int rc = 0;
+    if (!f)
+        return sg_error_set(err, SG_E_IO, "cannot read %s", path);
+    while (rc == 0 && (n = fread(block, 1, sizeof(block), f)) > 0)
+        rc = sg_buf_append(out, block, n, err);
+    if (rc == 0 && ferror(f))
+        rc = sg_error_set(err, SG_E_IO, "cannot read %s", path);
+    fclose(f);
+    return rc;
+}
+
+/* ---- the manifest ---- */
+
+static int compare_records(const void *a, const void *b)
+{
+    const chunk_record *x = a, *y = b;
+    if (x->table != y->table)
+        return x->table < y->table ? -1 : 1;
+    return x->where.seq < y->where.seq ? -1 : x->where.seq > y->where.seq;
+}
+
+static int compare_packs(const void *a, const void *b)
+{
+    const pack_record *x = a, *y = b;
+    return x->number < y->number ? -1 : x->number > y->number;
+}
+
+static void iso_time(char out[32], time_t t)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* A fingerprint of the copied shape (tables, columns, types), so two
+ * snapshots of the same schema can be compared without opening dumps. */
+static void shape_fingerprint(const sg_catalog *cat, char out[65])
+{
+    crypto_hash_sha256_state st;
+    uint8_t digest[32];
+    crypto_hash_sha256_init(&st);
+    for (size_t i = 0; i < cat->ntables; i++) {
+        const sg_catalog_table *t = &cat->tables[i];
+        crypto_hash_sha256_update(&st, (const uint8_t *)t->qualified, strlen(t->qualified) + 1);
+        for (size_t c = 0; c < t->ncolumns; c++) {
+            crypto_hash_sha256_update(&st, (const uint8_t *)t->column_names[c],
+                                      strlen(t->column_names[c]) + 1);
+            crypto_hash_sha256_update(&st, (const uint8_t *)t->column_types[c],
+                                      strlen(t->column_types[c]) + 1);
+        }
+    }
+    crypto_hash_sha256_final(&st, digest);
+    sodium_bin2hex(out, 65, digest, sizeof(digest));
+}
+
+/* Copies value into *field; a NULL value leaves the field NULL. */
+static int copy_string(char **field, const char *value, sg_error *err)
+{
+    if (value && !(*field = sg_strdup(value)))
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    return 0;
+}
+
+static int build_manifest(sg_manifest *m, run *r, const sg_secret_key *key,
+                          const sg_public_key *recipients, size_t nrecipients, PGconn *coord,
+                          time_t started, sg_error *err)
+{
+    char when[32], fingerprint[65];
+    int rc = 0;
+    size_t next = 0;
+    const char *version = PQparameterStatus(coord, "server_version");
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        if ((rc = (call)) < 0)                                                                     \
+            return rc;                                                                             \
+    } while (0)
+#define DUP(field, value) TRY(copy_string(&(field), (value), err))
+    DUP(m->id, r->id);
+    DUP(m->shard, r->shard);
+    DUP(m->tool_version, SG_VERSION);
+    iso_time(when, started);
+    DUP(m->started_at, when);
+    iso_time(when, time(NULL));
+    DUP(m->finished_at, when);
+    DUP(m->server_version, version ? version : "unknown");
+    m->server_version_num = PQserverVersion(coord);
+    TRY(sg_manifest_add_recipient(m, &key->pub, r->data_key, err));
+    for (size_t i = 0; i < nrecipients; i++) {
+        bool dup = strcmp(recipients[i].id, key->pub.id) == 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = strcmp(recipients[i].id, recipients[j].id) == 0;
+        if (!dup)
+            TRY(sg_manifest_add_recipient(m, &recipients[i], r->data_key, err));
+    }
+    qsort(r->packs, r->npacks, sizeof(*r->packs), compare_packs);
+    for (size_t i = 0; i < r->npacks; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "packs/%" PRIu32 ".pack", r->packs[i].number);
+        TRY(sg_manifest_add_object(m, path, r->packs[i].size, r->packs[i].sha256, err));
+        m->stored_bytes += r->packs[i].size;
+    }
+    DUP(m->system_identifier, r->catalog->system_identifier);
+    DUP(m->snapshot_lsn, r->catalog->lsn);
+    shape_fingerprint(r->catalog, fingerprint);
+    DUP(m->schema_fingerprint, fingerprint);
+    for (size_t i = 0; i < sg_pg_pinned_settings_count; i++)
+        TRY(sg_manifest_add_setting(m, sg_pg_pinned_settings[i].name,
+                                    sg_pg_pinned_settings[i].value, err));
+    for (size_t i = 0; i < r->catalog->nsequences; i++) {
+        const sg_catalog_sequence *s = &r->catalog->sequences[i];
+        TRY(sg_manifest_add_sequence(m, s->schema, s->name, s->last_value, s->is_called, err));
+    }
+    for (size_t i = 0; i < r->catalog->nmatviews; i++)
+        TRY(sg_manifest_add_matview(m, r->catalog->matviews[i], err));
+    qsort(r->records, r->nrecords, sizeof(*r->records), compare_records);
+    for (size_t i = 0; i < r->catalog->ntables; i++) {
+        const sg_catalog_table *ct = &r->catalog->tables[i];
+        sg_manifest_table *mt;
+        TRY(sg_manifest_add_table(&mt, m, ct->oid, ct->schema, ct->name, err));
+        for (size_t c = 0; c < ct->ncolumns; c++)
+            TRY(sg_manifest_table_add_column(mt, ct->column_names[c], ct->column_types[c], err));
+        sg_digest_init(&mt->digest);
+        for (; next < r->nrecords && r->records[next].table == i; next++) {
+            TRY(sg_manifest_table_add_chunk(mt, &r->records[next].where, err));
+            sg_digest_add(&mt->digest, &r->records[next].where.digest);
+            m->plain_bytes += r->records[next].where.plain_size;
+        }
+    }
+    if (next < r->nrecords && r->records[next].table == SCHEMA_TABLE)
+        m->schema = r->records[next].where;
+    else
+        return sg_error_set(err, SG_E_INTERNAL, "the schema dump was not stored");
+#undef TRY
+#undef DUP
+    return rc;
+}
+
+/* Best effort: a failed snapshot should not leave packs behind. Anything
+ * left (a killed process) has no manifest and is listed as incomplete. */
+static void remove_packs(run *r)
+{
+    for (size_t i = 0; i < r->npacks; i++) {
+        char path[64];
+        char *key;
+        snprintf(path, sizeof(path), "packs/%" PRIu32 ".pack", r->packs[i].number);
+        if ((key = sg_layout_key(r->shard, r->id, path)) != NULL)
+            sg_store_delete(r->store, key, NULL);
+        free(key);
+    }
+}
+
+static int load_keys(sg_secret_key *key, sg_public_key **recipients,
+                     const sg_snapshot_options *opts, sg_error *err)
+{
+    int rc;
+    if (!opts->key_path)
+        return sg_error_set(err, SG_E_USAGE, "--key is required (the signing and owner key)");
+    if ((rc = sg_secret_key_load(key, opts->key_path, err)) < 0)
+        return rc;
+    if (opts->recipients.count &&
+        !(*recipients = sg_calloc(opts->recipients.count, sizeof(**recipients))))
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < opts->recipients.count; i++)
+        if ((rc = sg_public_key_load(&(*recipients)[i], opts->recipients.items[i], err)) < 0)
+            return rc;
+    return 0;
+}
+
+int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg_error *err)
+{
+    run r_ = {0}, *r = &r_;
+    sg_secret_key key;
+    sg_public_key *recipients = NULL;
+    PGconn *coord = NULL;
+    reader *readers = NULL;
+    sealer *sealers = NULL;
+    size_t nreaders = 0, nsealers = 0;
+    sg_proc *dump = NULL;
+    char *tmpdir = NULL, *dump_path = NULL, *manifest_key = NULL;
+    sg_buf manifest_bytes = {0};
+    sg_manifest *m = NULL;
+    plain_chunk *schema_chunk = NULL;
+    struct timespec t0, t1;
+    time_t started = time(NULL);
+    int rc, server_version;
+    bool threads_started = false;
+
+    memset(&key, 0, sizeof(key));
+    memset(out, 0, sizeof(*out));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r->opts = opts;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->changed, NULL);
+    if (!opts->dsn || !opts->store_url) {
+        rc = sg_error_set(err, SG_E_USAGE, "--dsn and --store are required");
+        goto done;
+    }
+    if (opts->jobs < 1 || opts->chunk_size < 1) {
+        rc = sg_error_set(err, SG_E_USAGE, "--jobs and --chunk-size must be positive");
+        goto done;
+    }
+    if ((rc = load_keys(&key, &recipients, opts, err)) < 0 ||
+        (rc = sg_store_open(&r->store, opts->store_url, err)) < 0 ||
+        (rc = sg_snapshot_id_new(r->id, err)) < 0)
+        goto done;
+    randombytes_buf(r->data_key, sizeof(r->data_key));
+
+    if ((rc = sg_pg_connect(&coord, opts->dsn, "source database", err)) < 0)
+        goto done;
+    server_version = PQserverVersion(coord);
+    if ((rc = begin_snapshot(r, coord, err)) < 0) {
+        sg_error_prefix(err, "starting the snapshot");
+        goto done;
+    }
+    snprintf(r->shard, sizeof(r->shard), "%s", opts->shard ? opts->shard : r->catalog->database);
+    if ((rc = sg_shard_name_check(r->shard, err)) < 0) {
+        if (!opts->shard)
+            sg_error_hint(err, "the database name is the default shard name; pass --shard NAME");
+        goto done;
+    }
+    sg_log_info("snapshot %s/%s: %zu tables, %zu sequences, exported snapshot %s", r->shard, r->id,
+                r->catalog->ntables, r->catalog->nsequences, r->export_name);
+
+    if ((rc = plan_tasks(r, server_version, err)) < 0)
+        goto done;
+    if (!(r->next_seq = sg_calloc(r->catalog->ntables + 1, sizeof(*r->next_seq))) ||
+        !(r->queue = sg_calloc((size_t)opts->jobs, sizeof(*r->queue))) ||
+        !(readers = sg_calloc((size_t)opts->jobs, sizeof(*readers))) ||
+        !(sealers = sg_calloc((size_t)opts->jobs, sizeof(*sealers))) ||
+        !(r->cancels = sg_calloc((size_t)opts->jobs, sizeof(*r->cancels)))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    r->queue_cap = (size_t)opts->jobs;
+
+    /* Connect every reader before starting any thread, so a connection
+     * problem is reported once, plainly. */
+    for (; nreaders < (size_t)opts->jobs; nreaders++) {
+        readers[nreaders].r = r;
+        if ((rc = connect_reader(r, &readers[nreaders].conn, err)) < 0)
+            goto done;
+        r->cancels[nreaders] = PQgetCancel(readers[nreaders].conn);
+        r->ncancels = nreaders + 1;
+    }
+    if ((rc = sg_tmpdir_new(&tmpdir, "snapshot", err)) < 0 ||
+        !(dump_path = sg_asprintf("%s/schema.dump", tmpdir))) {
+        rc = rc < 0 ? rc : sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = start_schema_dump(r, &dump, dump_path, server_version, err)) < 0)
+        goto done;
+
+    threads_started = true;
+    for (size_t i = 0; i < nreaders; i++)
+        pthread_create(&readers[i].thread, NULL, reader_main, &readers[i]);
+    for (; nsealers < (size_t)opts->jobs; nsealers++) {
+        sealers[nsealers].r = r;
+        pthread_create(&sealers[nsealers].thread, NULL, sealer_main, &sealers[nsealers]);
+    }
+
+    rc = sg_proc_wait(dump, "pg_dump", err);
+    dump = NULL;
+    if (rc == 0 && !(schema_chunk = chunk_new(SCHEMA_TABLE, 0)))
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    if (rc == 0 && (rc = read_file(&schema_chunk->data, dump_path, err)) == 0) {
+        rc = push_chunk(r, schema_chunk, err);
+        if (rc == 0)
+            schema_chunk = NULL;
+    }
+    if (rc < 0 && rc != SG_E_INTERRUPTED)
+        fail(r, err);
+
+    for (size_t i = 0; i < nreaders; i++)
+        pthread_join(readers[i].thread, NULL);
+    pthread_mutex_lock(&r->lock);
+    r->readers_done = true;
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+    for (size_t i = 0; i < nsealers; i++)
+        pthread_join(sealers[i].thread, NULL);
+    threads_started = false;
+    if (atomic_load(&r->failed)) {
+        *err = r->error;
+        rc = err->code;
+        goto done;
+    }
+
+    if (!(m = sg_manifest_new())) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = build_manifest(m, r, &key, recipients, opts->recipients.count, coord, started,
+                             err)) < 0 ||
+        (rc = sg_manifest_serialize(&manifest_bytes, m, r->data_key, &key, err)) < 0)
+        goto done;
+    if (!(manifest_key = sg_layout_key(r->shard, r->id, "manifest"))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    /* The commit point: until this object exists the snapshot does not. */
+    if ((rc = sg_store_put(r->store, manifest_key, manifest_bytes.data, manifest_bytes.len, err)) <
+        0)
+        goto done;
+    sg_pg_exec(coord, "COMMIT", NULL);
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    snprintf(out->id, sizeof(out->id), "%s", r->id);
+    snprintf(out->shard, sizeof(out->shard), "%s", r->shard);
+    out->tables = m->ntables;
+    for (size_t i = 0; i < m->ntables; i++)
+        out->rows += m->tables[i].digest.rows;
+    out->plain_bytes = m->plain_bytes;
+    out->stored_bytes = m->stored_bytes;
+    out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+done:
+    if (threads_started) {
+        /* Only reached on an error before the threads were joined. */
+        for (size_t i = 0; i < nreaders; i++)
+            pthread_join(readers[i].thread, NULL);
+        for (size_t i = 0; i < nsealers; i++)
+            pthread_join(sealers[i].thread, NULL);
+    }
+    if (rc < 0 && r->store)
+        remove_packs(r);
+    sg_proc_kill(dump);
+    for (size_t i = 0; readers && i < nreaders; i++)
+        PQfinish(readers[i].conn);
+    for (size_t i = 0; r->cancels && i < r->ncancels; i++)
+        PQfreeCancel(r->cancels[i]);
+    free(r->cancels);
+    free(readers);
+    free(sealers);
+    PQfinish(coord);
+    for (size_t i = 0; i < r->queue_len; i++)
+        chunk_free(r->queue[(r->queue_head + i) % r->queue_cap]);
+    free(r->queue);
+    chunk_free(schema_chunk);
+    free(r->next_seq);
+    free(r->tasks);
+    free(r->records);
+    free(r->packs);
+    sg_catalog_free(r->catalog);
+    sg_store_free(r->store);
+    sg_manifest_free(m);
+    sg_buf_free(&manifest_bytes);
+    free(manifest_key);
+    if (tmpdir)
+        sg_tmpdir_remove(tmpdir);
+    free(tmpdir);
+    free(dump_path);
+    free(recipients);
+    sg_secret_key_wipe(&key);
+    sodium_memzero(r->data_key, sizeof(r->data_key));
+    pthread_cond_destroy(&r->changed);
+    pthread_mutex_destroy(&r->lock);
+    return rc;
+}
