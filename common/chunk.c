@@ -37,15 +37,52 @@ int sg_chunk_seal(sg_buf *out, const void *plain, const sg_chunk_ref *ref, const
     return rc;
 }
 
+/* The associated data binds the plain length, so a chunk that opens to any
+ * other length was sealed wrongly; this says so before the rows are looked at. */
+typedef struct size_check_writer {
+    sg_writer base;
+    uint64_t expected;
+    uint64_t seen;
+} size_check_writer;
+
+static int size_check_write(sg_writer *w, const void *data, size_t len, sg_error *err)
+{
+    size_check_writer *sc = (size_check_writer *)w;
+    if (len > sc->expected - sc->seen)
+        return sg_error_set(err, SG_E_CORRUPT,
+                            "chunk holds more than the %" PRIu64 " bytes it was sealed with",
+                            sc->expected);
+    sc->seen += len;
+    return sg_writer_write(w->next, data, len, err);
+}
+
+static int size_check_close(sg_writer *w, sg_error *err)
+{
+    size_check_writer *sc = (size_check_writer *)w;
+    if (sc->seen != sc->expected)
+        return sg_error_set(err, SG_E_CORRUPT,
+                            "chunk holds %" PRIu64 " bytes, not the %" PRIu64 " it was sealed with",
+                            sc->seen, sc->expected);
+    return 0;
+}
+
+static const sg_writer_vtable size_check_vtable = {"chunk size", size_check_write, size_check_close,
+                                                   NULL};
+
 int sg_chunk_open_writer(sg_writer **out, sg_writer *sink, const sg_chunk_ref *ref,
                          const uint8_t *key, sg_error *err)
 {
     uint8_t ad[SG_CHUNK_AD_MAX];
     size_t ad_len = sg_chunk_ad(ad, ref);
     uint64_t plain_size = ref->plain_size;
-    /* The output limit is one more than expected so an overlong chunk is
-     * caught by the size check with a clear message, not by a cap. */
-    sg_writer *chain = sg_unzstd_writer_new(sink, 0, plain_size + 1);
+    size_check_writer *check = sg_writer_alloc(sizeof(*check), &size_check_vtable, sink);
+    sg_writer *chain = NULL;
+    if (check) {
+        check->expected = plain_size;
+        /* One more than expected, since 0 means no limit: the cap only stops
+         * a bomb, the size check above reports the overlong chunk. */
+        chain = sg_unzstd_writer_new(&check->base, 0, plain_size + 1);
+    }
     chain = chain ? sg_unseal_writer_new(chain, key, ad, ad_len) : NULL;
     *out = chain;
     if (!chain)
@@ -94,12 +131,14 @@ static int rows_check_close(sg_writer *w, sg_error *err)
 {
     rows_check_writer *rc = (rows_check_writer *)w;
     char want[SG_DIGEST_HEX_LEN + 1], got[SG_DIGEST_HEX_LEN + 1];
-    if (rc->seen != rc->expected || rc->partial.len > 0) {
-        sg_error_set(err, SG_E_MISMATCH,
-                     "%s: has %" PRIu64 " bytes of rows, manifest says %" PRIu64, rc->what,
-                     rc->seen, rc->expected);
-        return SG_E_MISMATCH;
-    }
+    if (rc->seen != rc->expected)
+        return sg_error_set(err, SG_E_MISMATCH,
+                            "%s: has %" PRIu64 " bytes of rows, manifest says %" PRIu64, rc->what,
+                            rc->seen, rc->expected);
+    if (rc->partial.len > 0)
+        return sg_error_set(err, SG_E_MISMATCH,
+                            "%s: ends in an incomplete row (%zu bytes after the last newline)",
+                            rc->what, rc->partial.len);
     if (!sg_digest_equal(&rc->want, &rc->got)) {
         sg_digest_hex(&rc->want, want);
         sg_digest_hex(&rc->got, got);

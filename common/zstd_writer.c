@@ -25,18 +25,21 @@ static int zstd_run(zstd_writer *w, ZSTD_inBuffer *in, ZSTD_EndDirective mode, s
     for (;;) {
         ZSTD_outBuffer out = {w->out, w->out_size, w->out_len};
         size_t remaining = ZSTD_compressStream2(w->cctx, &out, in, mode);
+        bool finished;
         int rc;
         if (ZSTD_isError(remaining))
             return sg_error_set(err, SG_E_INTERNAL, "zstd compression failed: %s",
                                 ZSTD_getErrorName(remaining));
         w->out_len = out.pos;
+        /* Decided before flushing: calling again with ZSTD_e_end after the
+         * frame is complete would start another frame. */
+        finished = mode == ZSTD_e_continue ? in->pos == in->size : remaining == 0;
         if (w->out_len == w->out_size) {
             if ((rc = sg_writer_write(w->base.next, w->out, w->out_len, err)) < 0)
                 return rc;
             w->out_len = 0;
-            continue;
         }
-        if (mode == ZSTD_e_continue ? in->pos == in->size : remaining == 0)
+        if (finished)
             return 0;
     }
 }

@@ -242,3 +242,49 @@ done:
     free(key);
     return rc;
 }
+
+int sg_snapshot_check_object(sg_snapshot_access *access, const sg_manifest_object *o, int level,
+                             sg_error *err)
+{
+    char *key = sg_snapshot_object_key(access, o->path);
+    uint64_t size = 0;
+    uint8_t sha[32];
+    sg_writer *hash = NULL;
+    int rc;
+    if (!key)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    if ((rc = sg_store_size(access->store, key, &size, err)) < 0) {
+        if (rc == SG_E_NOT_FOUND)
+            sg_error_set(err, SG_E_NOT_FOUND, "object %s is missing", o->path);
+        goto done;
+    }
+    if (size != o->size) {
+        rc = sg_error_set(err, SG_E_CORRUPT,
+                          "object %s has %" PRIu64 " bytes; the manifest says %" PRIu64, o->path,
+                          size, o->size);
+        if (size < o->size)
+            sg_error_detail(err, "the object is truncated");
+        goto done;
+    }
+    if (level < 1)
+        goto done;
+    if (!(hash = sg_hash_writer_new(NULL))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = sg_store_read(access->store, key, 0, o->size, hash, err)) < 0 ||
+        (rc = sg_writer_close(hash, err)) < 0) {
+        sg_error_prefix(err, "reading object %s", o->path);
+        goto done;
+    }
+    sg_hash_writer_digest(hash, sha);
+    if (sodium_memcmp(sha, o->sha256, sizeof(sha)) != 0) {
+        rc = sg_error_set(err, SG_E_CORRUPT, "object %s does not match its SHA-256 in the manifest",
+                          o->path);
+        sg_error_detail(err, "its bytes were changed after the snapshot was taken");
+    }
+done:
+    sg_writer_free(hash);
+    free(key);
+    return rc;
+}

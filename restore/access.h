@@ -47,6 +47,12 @@ void sg_snapshot_access_free(sg_snapshot_access *access);
 /* Store key of an object named in the manifest ("packs/0.pack"). */
 char *sg_snapshot_object_key(const sg_snapshot_access *access, const char *path);
 
+/* Checks one stored object against the manifest: present with its size
+ * (level 0), and its bytes hash to the recorded SHA-256 (level 1 and up).
+ * Errors name the object. */
+int sg_snapshot_check_object(sg_snapshot_access *access, const sg_manifest_object *object,
+                             int level, sg_error *err);
+
 /* Fetches one chunk of table schema.table and pushes its plain bytes into
  * sink (owned). The sink chain is closed on success, so checking writers in
  * it report through this call. Errors name the table and chunk. */

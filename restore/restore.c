@@ -346,6 +346,12 @@ int sg_restore_run(sg_restore_result *out, const sg_restore_options *opts, sg_er
         (rc = sg_snapshot_access_open(&r->access, store, opts->snapshot, trusted, opts->trust.count,
                                       &key, err)) < 0)
         goto done;
+    /* A missing or truncated pack is found before the target is touched;
+     * damage inside a pack is found by each chunk's AEAD as it loads. */
+    for (size_t i = 0; i < r->access->manifest->nobjects; i++)
+        if ((rc = sg_snapshot_check_object(r->access, &r->access->manifest->objects[i], 0, err)) <
+            0)
+            goto done;
     if (!(r->conns = sg_calloc(nconns, sizeof(PGconn *)))) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
         goto done;

@@ -1,7 +1,6 @@
 #include "restore/verify.h"
 
 #include <inttypes.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,49 +30,9 @@ typedef struct verify_run {
 static int check_object(void *arg, size_t worker, size_t index, sg_error *err)
 {
     verify_run *v = arg;
-    const sg_manifest_object *o = &v->access->manifest->objects[index];
-    char *key = sg_snapshot_object_key(v->access, o->path);
-    uint64_t size = 0;
-    uint8_t sha[32];
-    sg_writer *hash = NULL;
-    int rc;
     (void)worker;
-    if (!key)
-        return sg_error_set(err, SG_E_NOMEM, "out of memory");
-    if ((rc = sg_store_size(v->access->store, key, &size, err)) < 0) {
-        if (rc == SG_E_NOT_FOUND)
-            sg_error_set(err, SG_E_NOT_FOUND, "object %s is missing", o->path);
-        goto done;
-    }
-    if (size != o->size) {
-        rc = sg_error_set(err, SG_E_CORRUPT,
-                          "object %s has %" PRIu64 " bytes; the manifest says %" PRIu64, o->path,
-                          size, o->size);
-        if (size < o->size)
-            sg_error_detail(err, "the object is truncated");
-        goto done;
-    }
-    if (v->level < 1)
-        goto done;
-    if (!(hash = sg_hash_writer_new(NULL))) {
-        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-        goto done;
-    }
-    if ((rc = sg_store_read(v->access->store, key, 0, o->size, hash, err)) < 0 ||
-        (rc = sg_writer_close(hash, err)) < 0) {
-        sg_error_prefix(err, "reading object %s", o->path);
-        goto done;
-    }
-    sg_hash_writer_digest(hash, sha);
-    if (sodium_memcmp(sha, o->sha256, sizeof(sha)) != 0) {
-        rc = sg_error_set(err, SG_E_CORRUPT, "object %s does not match its SHA-256 in the manifest",
-                          o->path);
-        sg_error_detail(err, "its bytes were changed after the snapshot was taken");
-    }
-done:
-    sg_writer_free(hash);
-    free(key);
-    return rc;
+    return sg_snapshot_check_object(v->access, &v->access->manifest->objects[index], v->level,
+                                    err);
 }
 
 static int check_chunk(void *arg, size_t worker, size_t index, sg_error *err)

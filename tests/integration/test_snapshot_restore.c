@@ -1,6 +1,7 @@
 /* The data path end to end against a real server: snapshot a database that
  * has every awkward thing the issue names, list, verify at every level,
  * restore into an empty database, and prove both databases are the same. */
+#include "tests/harness/cli.h"
 #include "tests/harness/pg.h"
 #include "tests/harness/run.h"
 
@@ -19,36 +20,6 @@ static char store[512], owner_key[512], owner_pub[512], snapshot_id[128], spec[1
 static const char *const tables[] = {
     "customers", "orders", "empty_table", "\"Odd Schema\".\"Mixed \"\"Case\"\" Table\"",
     "measurements_eu", "measurements_us", "measurements_other", "big", "blobs", "order_totals"};
-
-/* Runs shardgate; asserts the exit status; returns stdout (to free). */
-static char *shardgate(int want_status, const char *const argv[])
-{
-    sgt_result r;
-    char *out;
-    sgt_run(&r, argv, NULL);
-    ck_assert_msg(r.status == want_status, "%s exited %d, wanted %d\nstderr:\n%s", argv[1],
-                  r.status, want_status, r.err);
-    out = r.out;
-    r.out = NULL;
-    sgt_result_free(&r);
-    return out;
-}
-
-/* For main(), where Check cannot report: runs shardgate, exits on failure. */
-static char *shardgate_or_exit(const char *const argv[])
-{
-    sgt_result r;
-    char *out;
-    sgt_run(&r, argv, NULL);
-    if (r.status != 0) {
-        fprintf(stderr, "setup: shardgate %s exited %d\n%s", argv[1], r.status, r.err);
-        exit(1);
-    }
-    out = r.out;
-    r.out = NULL;
-    sgt_result_free(&r);
-    return out;
-}
 
 static char *schema_dump(const char *conninfo)
 {
@@ -109,7 +80,7 @@ static char *restore_into_new_db(const char *prefix, int jobs)
     const char *argv[] = {"shardgate", "restore", "--store",  store,     "--key",
                           owner_key,   "--trust", owner_pub, "--target", target,
                           "--jobs",    jobs_text, spec,      NULL};
-    free(shardgate(0, argv));
+    free(sgt_shardgate(0, argv));
     return target;
 }
 
@@ -131,7 +102,7 @@ START_TEST(restore_with_one_job_and_latest)
     const char *argv[] = {"shardgate", "restore", "--store",  store,     "--key",
                           owner_key,   "--trust", owner_pub, "--target", target,
                           "--jobs",    "1",       "src/latest", NULL};
-    free(shardgate(0, argv));
+    free(sgt_shardgate(0, argv));
     assert_same_data(source, target);
     free(target);
 }
@@ -141,10 +112,10 @@ START_TEST(snapshots_lists_the_snapshot_as_complete)
 {
     const char *argv[] = {"shardgate", "snapshots", "--store", store, NULL};
     const char *json_argv[] = {"shardgate", "snapshots", "--store", store, "--json", NULL};
-    char *out = shardgate(0, argv);
+    char *out = sgt_shardgate(0, argv);
     ck_assert_msg(strstr(out, snapshot_id) && strstr(out, "complete"), "listing: %s", out);
     free(out);
-    out = shardgate(0, json_argv);
+    out = sgt_shardgate(0, json_argv);
     ck_assert_msg(strstr(out, "\"restorable\": true"), "json listing: %s", out);
     free(out);
 }
@@ -158,7 +129,7 @@ START_TEST(verify_passes_at_every_level)
         const char *argv[] = {"shardgate", "verify",  "--store", store,      "--trust",
                               owner_pub,   "--key",   owner_key, "--level", level_text,
                               spec,        NULL};
-        char *out = shardgate(0, argv);
+        char *out = sgt_shardgate(0, argv);
         ck_assert_msg(strstr(out, "ok"), "verify level %d: %s", level, out);
         free(out);
     }
@@ -169,7 +140,7 @@ START_TEST(snapshot_json_summary_counts_rows)
 {
     const char *argv[] = {"shardgate", "snapshot", "--dsn",   source,    "--store", store,
                           "--key",     owner_key,  "--shard", "summary", "--json",  NULL};
-    char *out = shardgate(0, argv);
+    char *out = sgt_shardgate(0, argv);
     /* 50 + 2001 + 0 + 2 + 3000 + 120000 + 3 rows; the matview's rows are
      * not copied (it is refreshed on restore). */
     ck_assert_msg(strstr(out, "\"rows\": 125056"), "summary: %s", out);
@@ -214,29 +185,19 @@ int main(void)
         return 1;
     }
     source = sgt_pg_create_db(pg, "source");
-    {
-        /* Not sgt_pg_exec: Check cannot report an assertion outside a test. */
-        PGconn *conn = PQconnectdb(source);
-        PGresult *res = PQexec(conn, sql);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-            fprintf(stderr, "loading %s: %s", path, PQerrorMessage(conn));
-            return 1;
-        }
-        PQclear(res);
-        PQfinish(conn);
-    }
+    sgt_sql_or_exit(source, sql);
     free(sql);
     {
         char name[600];
         snprintf(name, sizeof(name), "%s/owner", dir);
         const char *keygen[] = {"shardgate", "keygen", "--out", name, NULL};
-        free(shardgate_or_exit(keygen));
+        free(sgt_shardgate_or_exit(keygen));
         /* A small chunk size splits `big` into many TID ranges and chunks,
          * and the TOASTed value is larger than a chunk. */
         const char *snap[] = {"shardgate", "snapshot", "--dsn",        source, "--store",
                               store,       "--key",    owner_key,      "--shard", "src",
                               "--jobs",    "3",        "--chunk-size", "1MiB",   NULL};
-        out = shardgate_or_exit(snap);
+        out = sgt_shardgate_or_exit(snap);
     }
     out[strcspn(out, "\n")] = '\0';
     snprintf(snapshot_id, sizeof(snapshot_id), "%s", out);

@@ -133,7 +133,7 @@ END_TEST
 START_TEST(test_truncated)
 {
     sg_buf packed = {0};
-    uint8_t data[3000];
+    uint8_t data[1000];
     small_frame(&packed, data, sizeof(data));
     for (size_t cut = 0; cut < packed.len; cut++) {
         sg_error err = {0};
@@ -184,18 +184,28 @@ START_TEST(test_trailing_data)
 }
 END_TEST
 
-/* Any changed byte, header, block or checksum, is corruption. */
+/* Any changed byte, header, block or checksum, is corruption; except in the
+ * window descriptor (byte 5: magic, frame header descriptor, then it), where
+ * a larger window still decodes the same content. */
 START_TEST(test_corrupt_byte)
 {
     sg_buf packed = {0};
-    uint8_t data[3000];
+    uint8_t data[1000];
     small_frame(&packed, data, sizeof(data));
     for (size_t pos = 0; pos < packed.len; pos++) {
         sg_error err = {0};
         sg_buf plain = {0};
+        int rc;
         packed.data[pos] ^= 0x20;
-        ck_assert_int_eq(decompress(&plain, packed.data, packed.len, 0, 0, 0, &err), SG_E_CORRUPT);
-        ck_assert_ptr_nonnull(strstr(err.message, "compressed stream"));
+        rc = decompress(&plain, packed.data, packed.len, 0, 0, 0, &err);
+        if (rc == 0) {
+            ck_assert_uint_eq(pos, 5);
+            ck_assert_uint_eq(plain.len, sizeof(data));
+            ck_assert_mem_eq(plain.data, data, sizeof(data));
+        } else {
+            ck_assert_int_eq(rc, SG_E_CORRUPT);
+            ck_assert_ptr_nonnull(strstr(err.message, "compressed stream"));
+        }
         packed.data[pos] ^= 0x20;
         sg_buf_free(&plain);
     }
@@ -260,7 +270,7 @@ END_TEST
 START_TEST(test_failing_next)
 {
     sg_buf packed = {0};
-    uint8_t data[3000];
+    uint8_t data[1000];
     small_frame(&packed, data, sizeof(data));
     for (uint64_t n = 0; n <= packed.len; n++) {
         sg_error err = {0};
@@ -273,7 +283,7 @@ START_TEST(test_failing_next)
             ck_assert_str_eq(err.message, "injected write failure");
         sg_writer_free(w);
     }
-    for (uint64_t n = 0; n <= sizeof(data); n += 7) {
+    for (uint64_t n = 0; n <= sizeof(data); n += 3) {
         sg_error err = {0};
         sg_writer *w = sg_unzstd_writer_new(sgt_fail_writer_new(NULL, n), 5, 0);
         int rc = sgt_write_in_pieces(w, packed.data, packed.len, 3, &err);
