@@ -121,9 +121,18 @@ int sg_proc_wait(sg_proc *proc, const char *what, sg_error *err)
         rc = sg_error_set(err, SG_E_PROCESS, "%s failed with exit status %d", what,
                           WEXITSTATUS(status));
     if (proc->tail_len) {
+        const char *tail = proc->tail;
         while (proc->tail_len && proc->tail[proc->tail_len - 1] == '\n')
             proc->tail[--proc->tail_len] = '\0';
-        sg_error_detail(err, "%s", proc->tail);
+        /* The detail holds less than the tail: keep its end, where the
+         * reason is, from the start of a line. */
+        if (err && proc->tail_len >= sizeof(err->detail)) {
+            const char *nl;
+            tail += proc->tail_len - (sizeof(err->detail) - 1);
+            if ((nl = strchr(tail, '\n')) != NULL)
+                tail = nl + 1;
+        }
+        sg_error_detail(err, "%s", tail);
     }
 done:
     proc_free(proc);
