@@ -8,6 +8,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+tmp=""
+cleanup() {
+    local rc=$?
+    if [ -n "$tmp" ]; then
+        "$root/ci/pg-server.sh" stop "$tmp/pg" >/dev/null 2>&1 || true
+        if [ "${SG_DEMO_KEEP:-0}" = 1 ]; then
+            echo "demo: kept $tmp"
+        else
+            rm -rf "$tmp"
+        fi
+    fi
+    if [ $rc -eq 0 ]; then
+        echo "demo: ok"
+    else
+        echo "demo: FAILED"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+
 step() { printf '\n==> %s\n' "$*"; }
 run() {
     printf '$ %s\n' "$*"
@@ -25,25 +45,10 @@ shardgate=$root/build/shardgate
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shardgate-demo.XXXXXX")
 # As root the server runs as the postgres user, who must reach its directory.
 chmod 755 "$tmp"
-cleanup() {
-    local rc=$?
-    "$root/ci/pg-server.sh" stop "$tmp/pg" >/dev/null 2>&1 || true
-    if [ "${SG_DEMO_KEEP:-0}" = 1 ]; then
-        echo "demo: kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
-    if [ $rc -eq 0 ]; then
-        echo "demo: ok"
-    else
-        echo "demo: FAILED"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
 
 step "starting a throwaway PostgreSQL server in $tmp/pg"
-eval "$(ci/pg-server.sh start "$tmp/pg")"
+server_env=$(ci/pg-server.sh start "$tmp/pg") # a failed start must stop the demo
+eval "$server_env"
 export PGHOST PGPORT PGUSER PGCLIENTENCODING=UTF8
 dsn() { echo "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$1"; }
 sql() { psql -X -q -v ON_ERROR_STOP=1 -d "$@"; }

@@ -46,7 +46,8 @@ int sg_key_unwrap(uint8_t data_key[SG_DATA_KEY_BYTES], const uint8_t wrapped[SG_
                   const sg_secret_key *key, sg_error *err);
 
 /* Detached Ed25519 signatures. */
-void sg_sign(uint8_t sig[SG_SIGNATURE_BYTES], const void *msg, size_t len, const sg_secret_key *key);
+void sg_sign(uint8_t sig[SG_SIGNATURE_BYTES], const void *msg, size_t len,
+             const sg_secret_key *key);
 int sg_verify_signature(const uint8_t sig[SG_SIGNATURE_BYTES], const void *msg, size_t len,
                         const sg_public_key *key);
 

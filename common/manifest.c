@@ -374,7 +374,7 @@ static void append(builder *b, json_t *array, json_t *value)
 
 static json_t *str(builder *b, const char *field, const char *s)
 {
-    json_t *v;
+    json_t *v = NULL;
     if (b->rc < 0)
         return NULL;
     if (!s) {
@@ -413,7 +413,7 @@ static json_t *base64(builder *b, const uint8_t *data, size_t len)
 {
     size_t size = sodium_base64_ENCODED_LEN(len, B64);
     char *text;
-    json_t *v;
+    json_t *v = NULL;
     if (b->rc < 0)
         return NULL;
     if (!(text = sg_malloc(size))) {
@@ -744,7 +744,7 @@ static int member(json_t **out, const jctx *c, json_t *obj, const char *key, jso
 
 static int get_str(const char **out, const jctx *c, json_t *obj, const char *key)
 {
-    json_t *v;
+    json_t *v = NULL;
     int rc = member(&v, c, obj, key, JSON_STRING);
     if (rc == 0)
         *out = json_string_value(v);
@@ -753,7 +753,7 @@ static int get_str(const char **out, const jctx *c, json_t *obj, const char *key
 
 static int get_dup(char **out, const jctx *c, json_t *obj, const char *key)
 {
-    const char *s;
+    const char *s = NULL;
     int rc = get_str(&s, c, obj, key);
     if (rc == 0 && !(*out = sg_strdup(s)))
         rc = nomem(c->err);
@@ -762,7 +762,7 @@ static int get_dup(char **out, const jctx *c, json_t *obj, const char *key)
 
 static int get_uint(uint64_t *out, const jctx *c, json_t *obj, const char *key, uint64_t max)
 {
-    json_t *v;
+    json_t *v = NULL;
     int rc = member(&v, c, obj, key, JSON_INTEGER);
     if (rc < 0)
         return rc;
@@ -774,7 +774,7 @@ static int get_uint(uint64_t *out, const jctx *c, json_t *obj, const char *key, 
 
 static int get_u32(uint32_t *out, const jctx *c, json_t *obj, const char *key)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int rc = get_uint(&v, c, obj, key, UINT32_MAX);
     if (rc == 0)
         *out = (uint32_t)v;
@@ -789,14 +789,14 @@ static bool base64_decode(uint8_t *out, size_t cap, size_t *out_len, const char 
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
-    const char *end;
+    const char *end = NULL;
     return strspn(b64, alphabet) == len &&
            sodium_base642bin(out, cap, b64, len, NULL, out_len, &end, B64) == 0 && end == b64 + len;
 }
 
 static int get_hex(uint8_t *out, size_t len, const jctx *c, json_t *obj, const char *key)
 {
-    const char *s, *end;
+    const char *s = NULL, *end = NULL;
     size_t bin_len;
     int rc = get_str(&s, c, obj, key);
     if (rc < 0)
@@ -810,7 +810,7 @@ static int get_hex(uint8_t *out, size_t len, const jctx *c, json_t *obj, const c
 /* Decodes base64 into out, which must be exactly `len` bytes. */
 static int get_base64(uint8_t *out, size_t len, const jctx *c, json_t *obj, const char *key)
 {
-    const char *s;
+    const char *s = NULL;
     size_t bin_len;
     int rc = get_str(&s, c, obj, key);
     if (rc < 0)
@@ -822,7 +822,7 @@ static int get_base64(uint8_t *out, size_t len, const jctx *c, json_t *obj, cons
 
 static int get_digest(sg_digest *d, const jctx *c, json_t *obj)
 {
-    const char *hex;
+    const char *hex = NULL;
     int rc;
     sg_digest_init(d);
     if ((rc = get_uint(&d->rows, c, obj, "rows", JSON_UINT_MAX)) < 0 ||
@@ -859,7 +859,7 @@ static int each_object(const jctx *c, json_t *obj, const char *key, item_fn fn, 
 
 static int parse_recipient(void *target, const jctx *c, json_t *item)
 {
-    const char *key_id;
+    const char *key_id = NULL;
     uint8_t wrapped[SG_WRAPPED_KEY_BYTES];
     int rc;
     if ((rc = get_str(&key_id, c, item, "key_id")) < 0)
@@ -873,7 +873,7 @@ static int parse_recipient(void *target, const jctx *c, json_t *item)
 
 static int parse_object(void *target, const jctx *c, json_t *item)
 {
-    const char *path;
+    const char *path = NULL;
     uint64_t size;
     uint8_t sha256[32];
     int rc;
@@ -889,9 +889,9 @@ static int parse_object(void *target, const jctx *c, json_t *item)
 static int parse_header(sg_manifest *m, json_t *root, const char *signer, sg_error *err)
 {
     jctx c = {"header", "", err};
-    uint64_t format, version_num;
-    const char *signer_field;
-    json_t *body;
+    uint64_t format = 0, version_num = 0;
+    const char *signer_field = NULL;
+    json_t *body = NULL;
     const char *body_b64;
     size_t body_len;
     int rc;
@@ -1038,7 +1038,7 @@ static int parse_manifest(sg_manifest **out, const void *data, size_t len,
                           const sg_public_key *trusted, size_t ntrusted, bool verify, sg_error *err)
 {
     const char *text = data;
-    size_t header_off, signed_len, header_len;
+    size_t header_off = 0, signed_len = 0, header_len = 0;
     char signer[SG_KEY_ID_LEN + 1];
     uint8_t sig[SG_SIGNATURE_BYTES];
     const sg_public_key *key = NULL;
@@ -1122,7 +1122,7 @@ static int parse_chunk(sg_manifest_chunk *chunk, const jctx *c, json_t *obj)
 
 static int parse_column(void *target, const jctx *c, json_t *item)
 {
-    const char *name, *type;
+    const char *name = NULL, *type = NULL;
     int rc;
     if ((rc = get_str(&name, c, item, "name")) < 0 || (rc = get_str(&type, c, item, "type")) < 0)
         return rc;
@@ -1140,8 +1140,8 @@ static int parse_table(void *target, const jctx *c, json_t *item)
 {
     sg_manifest *m = target;
     sg_manifest_table *t;
-    const char *schema, *name;
-    uint32_t oid;
+    const char *schema = NULL, *name = NULL;
+    uint32_t oid = 0;
     sg_digest sum;
     int rc;
     if ((rc = get_u32(&oid, c, item, "oid")) < 0 ||
@@ -1162,8 +1162,8 @@ static int parse_table(void *target, const jctx *c, json_t *item)
 
 static int parse_sequence(void *target, const jctx *c, json_t *item)
 {
-    const char *schema, *name, *value;
-    json_t *is_called;
+    const char *schema = NULL, *name = NULL, *value = NULL;
+    json_t *is_called = NULL;
     char *end;
     long long last_value;
     int rc;
@@ -1184,8 +1184,8 @@ static int parse_sequence(void *target, const jctx *c, json_t *item)
 static int parse_body(sg_manifest *m, json_t *root, sg_error *err)
 {
     jctx c = {"body", "", err}, sub;
-    json_t *settings, *value, *schema, *registry, *matviews;
-    const char *name;
+    json_t *settings = NULL, *value = NULL, *schema = NULL, *registry = NULL, *matviews = NULL;
+    const char *name = NULL;
     size_t i;
     uint64_t rows = 0;
     int rc;

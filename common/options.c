@@ -91,8 +91,9 @@ static int set_value(void *settings, const sg_option *opt, const char *value, co
         long v;
         errno = 0;
         v = strtol(value, &end, 10);
-        if (errno || *end || end == value || v < INT_MIN || v > INT_MAX ||
-            ((opt->min || opt->max) && (v < opt->min || v > opt->max))) {
+        /* strtol skips leading blanks; a value is digits with an optional sign. */
+        if (errno || *end || end == value || isspace((unsigned char)value[0]) || v < INT_MIN ||
+            v > INT_MAX || ((opt->min || opt->max) && (v < opt->min || v > opt->max))) {
             sg_error_set(err, SG_E_USAGE, "invalid value \"%s\" for %s", value, source);
             if (opt->min || opt->max)
                 sg_error_hint(err, "use a whole number from %ld to %ld", opt->min, opt->max);

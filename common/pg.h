@@ -50,8 +50,7 @@ char *sg_pg_column_list(PGconn *conn, const char *const *names, size_t count);
 typedef int (*sg_pg_copy_fn)(void *ctx, const char *data, size_t len, sg_error *err);
 
 /* Runs a COPY ... TO STDOUT statement and feeds every row to fn. */
-int sg_pg_copy_out(PGconn *conn, const char *copy_sql, sg_pg_copy_fn fn, void *ctx,
-                   sg_error *err);
+int sg_pg_copy_out(PGconn *conn, const char *copy_sql, sg_pg_copy_fn fn, void *ctx, sg_error *err);
 
 /* Digests `SELECT columns FROM ONLY table` as COPY text (the same code path for
  * a live table, a restored table or any column projection). */

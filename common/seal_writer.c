@@ -361,8 +361,8 @@ static int unseal_close(sg_writer *base, sg_error *err)
     if (w->step == AT_HEADER)
         sg_error_detail(err, "it ends inside the header");
     else
-        sg_error_detail(err, "it ends in segment %" PRIu64 ", before the final segment",
-                        w->segment);
+        sg_error_detail(err, "it ends after %" PRIu64 " complete segments, before the final one",
+                        w->segment - 1);
     return SG_E_CORRUPT;
 }
 

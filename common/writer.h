@@ -65,8 +65,8 @@ sg_writer *sg_unzstd_writer_new(sg_writer *next, size_t buffer_size, uint64_t ma
  * tagged FINAL. ad (associated data, copied) is bound into every segment, so
  * a sealed stream moved to another context fails to open. segment_size must
  * be 1..SG_SEAL_MAX_SEGMENT; NULL on allocation failure or a bad size. */
-sg_writer *sg_seal_writer_new(sg_writer *next, const uint8_t key[SG_SEAL_KEY_BYTES],
-                              const void *ad, size_t ad_len, size_t segment_size);
+sg_writer *sg_seal_writer_new(sg_writer *next, const uint8_t key[SG_SEAL_KEY_BYTES], const void *ad,
+                              size_t ad_len, size_t segment_size);
 
 /* Opens what sg_seal_writer wrote. A wrong key, wrong ad, tampered byte,
  * reordered segment or missing FINAL segment is SG_E_CRYPTO or SG_E_CORRUPT;

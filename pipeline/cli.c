@@ -28,13 +28,25 @@ typedef struct common_settings {
 } common_settings;
 
 #define COMMON_OPTIONS(type)                                                                       \
-    {"json", SG_OPT_FLAG, offsetof(type, common.json), NULL,                                       \
-     "print the result as one JSON document", 0, 0},                                              \
-        {"log-format", SG_OPT_STRING, offsetof(type, common.log_format), "text|json",              \
-         "format of log lines on stderr", 0, 0},                                                   \
+    {"json",                                                                                       \
+     SG_OPT_FLAG,                                                                                  \
+     offsetof(type, common.json),                                                                  \
+     NULL,                                                                                         \
+     "print the result as one JSON document",                                                      \
+     0,                                                                                            \
+     0},                                                                                           \
+        {"log-format",                                                                             \
+         SG_OPT_STRING,                                                                            \
+         offsetof(type, common.log_format),                                                        \
+         "text|json",                                                                              \
+         "format of log lines on stderr",                                                          \
+         0,                                                                                        \
+         0},                                                                                       \
         {"verbose", SG_OPT_FLAG, offsetof(type, common.verbose), NULL, "log debug detail", 0, 0},  \
-        {"quiet", SG_OPT_FLAG, offsetof(type, common.quiet), NULL, "log warnings and errors only", \
-         0, 0}
+    {                                                                                              \
+        "quiet", SG_OPT_FLAG, offsetof(type, common.quiet), NULL, "log warnings and errors only",  \
+            0, 0                                                                                   \
+    }
 
 static int apply_common(const common_settings *c, sg_error *err)
 {
@@ -143,8 +155,7 @@ static const sg_option snapshot_options[] = {
     {"jobs", SG_OPT_INT, SNAP(jobs), "N", "parallel connections (default 2)", 1, 64},
     {"chunk-size", SG_OPT_SIZE, SNAP(chunk_size), "SIZE", "plain bytes per chunk (default 32MiB)",
      0, 0},
-    {"pack-size", SG_OPT_SIZE, SNAP(pack_size), "SIZE", "bytes per pack file (default 1GiB)", 0,
-     0},
+    {"pack-size", SG_OPT_SIZE, SNAP(pack_size), "SIZE", "bytes per pack file (default 1GiB)", 0, 0},
     {"compress-level", SG_OPT_INT, SNAP(compress_level), "N", "zstd level (default 1)", -7, 19},
     {"lock-timeout", SG_OPT_INT, SNAP(lock_timeout_ms), "MS",
      "give up if a table cannot be locked within MS milliseconds (default 5000)", 1, 3600000},
@@ -255,9 +266,9 @@ static int cmd_snapshots(int argc, char **argv, sg_error *err)
             size = m->stored_bytes;
         sg_format_size(size_text, sizeof(size_text), size);
         if (s.common.json) {
-            json_t *item = json_pack("{s:s, s:s, s:b, s:s, s:I}", "shard", e->shard, "id", e->id,
-                                     "restorable", m != NULL, "status", status, "stored_bytes",
-                                     (json_int_t)size);
+            json_t *item =
+                json_pack("{s:s, s:s, s:b, s:s, s:I}", "shard", e->shard, "id", e->id, "restorable",
+                          m != NULL, "status", status, "stored_bytes", (json_int_t)size);
             if (item && m) {
                 json_object_set_new(item, "started_at", json_string(m->started_at));
                 json_object_set_new(item, "finished_at", json_string(m->finished_at));
@@ -269,8 +280,8 @@ static int cmd_snapshots(int argc, char **argv, sg_error *err)
         } else {
             char tables[24];
             snprintf(tables, sizeof(tables), "%" PRIu64, m ? m->table_count : 0);
-            printf("%-20s %-26s %-20s %10s %6s  %s\n", e->shard, e->id,
-                   m ? m->finished_at : "-", size_text, m ? tables : "-", status);
+            printf("%-20s %-26s %-20s %10s %6s  %s\n", e->shard, e->id, m ? m->finished_at : "-",
+                   size_text, m ? tables : "-", status);
         }
         sg_manifest_free(m);
     }
@@ -316,7 +327,8 @@ static int cmd_verify(int argc, char **argv, sg_error *err)
     rc = parse(&s, verify_options, argc, argv,
                "verify --store URL --trust SIGNER.pub [--key NAME.key] [--level 0|1|2] SNAPSHOT",
                &pos, &s.common, err);
-    if (rc != 0 || (rc = expect_positionals(&pos, 1, "SNAPSHOT (SHARD/ID or SHARD/latest)", err)) < 0)
+    if (rc != 0 ||
+        (rc = expect_positionals(&pos, 1, "SNAPSHOT (SHARD/ID or SHARD/latest)", err)) < 0)
         goto done;
     s.o.snapshot = pos.items[0];
     if ((rc = sg_verify_run(&res, &s.o, err)) < 0)
@@ -370,7 +382,8 @@ static int cmd_restore(int argc, char **argv, sg_error *err)
                "restore --store URL --key NAME.key --trust SIGNER.pub --target DSN [--jobs N] "
                "SNAPSHOT",
                &pos, &s.common, err);
-    if (rc != 0 || (rc = expect_positionals(&pos, 1, "SNAPSHOT (SHARD/ID or SHARD/latest)", err)) < 0)
+    if (rc != 0 ||
+        (rc = expect_positionals(&pos, 1, "SNAPSHOT (SHARD/ID or SHARD/latest)", err)) < 0)
         goto done;
     s.o.snapshot = pos.items[0];
     if ((rc = sg_restore_run(&res, &s.o, err)) < 0)
@@ -409,8 +422,9 @@ static const command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "shardgate %s: guarded schema migrations for fleets of PostgreSQL shards\n\n"
-                 "usage: shardgate COMMAND [OPTIONS]\n\ncommands:\n",
+    fprintf(out,
+            "shardgate %s: guarded schema migrations for fleets of PostgreSQL shards\n\n"
+            "usage: shardgate COMMAND [OPTIONS]\n\ncommands:\n",
             SG_VERSION);
     for (const command *c = commands; c->name; c++)
         fprintf(out, "  %-12s %s\n", c->name, c->summary);

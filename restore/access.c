@@ -140,8 +140,8 @@ static int resolve_latest(sg_snapshot_access *a, sg_error *err)
 }
 
 int sg_snapshot_access_open(sg_snapshot_access **out, sg_store *store, const char *spec,
-                            const sg_public_key *trusted, size_t ntrusted,
-                            const sg_secret_key *key, sg_error *err)
+                            const sg_public_key *trusted, size_t ntrusted, const sg_secret_key *key,
+                            sg_error *err)
 {
     sg_snapshot_access *a = sg_calloc(1, sizeof(*a));
     sg_buf bytes = {0};
@@ -166,8 +166,8 @@ int sg_snapshot_access_open(sg_snapshot_access **out, sg_store *store, const cha
     }
     if ((rc = sg_store_get(store, manifest_key, 0, UINT64_MAX, &bytes, err)) < 0) {
         if (rc == SG_E_NOT_FOUND) {
-            sg_error_set(err, SG_E_NOT_FOUND, "snapshot %s/%s not found or incomplete (no manifest)",
-                         a->shard, a->id);
+            sg_error_set(err, SG_E_NOT_FOUND,
+                         "snapshot %s/%s not found or incomplete (no manifest)", a->shard, a->id);
             sg_error_hint(err, "\"shardgate snapshots --store %s\" lists the snapshots",
                           sg_store_url(store));
         }
@@ -179,8 +179,8 @@ int sg_snapshot_access_open(sg_snapshot_access **out, sg_store *store, const cha
     }
     if (strcmp(a->manifest->id, a->id) != 0 || strcmp(a->manifest->shard, a->shard) != 0) {
         rc = sg_error_set(err, SG_E_CORRUPT,
-                          "snapshot %s/%s: the manifest belongs to snapshot %s/%s",
-                          a->shard, a->id, a->manifest->shard, a->manifest->id);
+                          "snapshot %s/%s: the manifest belongs to snapshot %s/%s", a->shard, a->id,
+                          a->manifest->shard, a->manifest->id);
         sg_error_detail(err, "a manifest was copied or moved inside the store");
         goto done;
     }

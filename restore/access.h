@@ -40,8 +40,8 @@ int sg_trusted_keys_load(sg_public_key **out, const sg_strlist *paths, sg_error 
 
 /* Resolves spec, fetches and checks the manifest; with key, opens its body. */
 int sg_snapshot_access_open(sg_snapshot_access **out, sg_store *store, const char *spec,
-                            const sg_public_key *trusted, size_t ntrusted,
-                            const sg_secret_key *key, sg_error *err);
+                            const sg_public_key *trusted, size_t ntrusted, const sg_secret_key *key,
+                            sg_error *err);
 void sg_snapshot_access_free(sg_snapshot_access *access);
 
 /* Store key of an object named in the manifest ("packs/0.pack"). */

@@ -94,9 +94,9 @@ static int load_chunk(void *arg, size_t worker, size_t index, sg_error *err)
     sink = sg_writer_alloc(sizeof(*sink), &copy_in_vtable, NULL);
     if (sink)
         sink->conn = conn;
-    check = sink ? sg_rows_check_writer_new(&sink->base, what, t->chunk->plain_size,
-                                            &t->chunk->digest)
-                 : NULL;
+    check =
+        sink ? sg_rows_check_writer_new(&sink->base, what, t->chunk->plain_size, &t->chunk->digest)
+             : NULL;
     if (!check)
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     else
@@ -123,7 +123,8 @@ static int digest_table(void *arg, size_t worker, size_t index, sg_error *err)
     const sg_manifest_table *t = &r->access->manifest->tables[index];
     sg_digest got;
     char want_hex[SG_DIGEST_HEX_LEN + 1], got_hex[SG_DIGEST_HEX_LEN + 1];
-    int rc = sg_pg_digest_table(r->conns[worker], r->qualified[index], r->columns[index], &got, err);
+    int rc =
+        sg_pg_digest_table(r->conns[worker], r->qualified[index], r->columns[index], &got, err);
     if (rc < 0) {
         sg_error_prefix(err, "checking table %s", r->qualified[index]);
         return rc;
@@ -188,7 +189,8 @@ static int run_pg_restore(restore_run *r, const char *dump_path, const char *sec
                           sg_error *err)
 {
     char *tool = NULL, *section_arg = sg_asprintf("--section=%s", section),
-         *jobs_arg = sg_asprintf("--jobs=%d", jobs), *db_arg = sg_asprintf("--dbname=%s", r->opts->target);
+         *jobs_arg = sg_asprintf("--jobs=%d", jobs),
+         *db_arg = sg_asprintf("--dbname=%s", r->opts->target);
     const char *argv[10];
     size_t n = 0;
     int rc;
@@ -222,7 +224,7 @@ done:
 static int compare_tasks(const void *a, const void *b)
 {
     const chunk_task *x = a, *y = b;
-    return x->chunk->plain_size < y->chunk->plain_size ? 1
+    return x->chunk->plain_size < y->chunk->plain_size   ? 1
            : x->chunk->plain_size > y->chunk->plain_size ? -1
                                                          : 0;
 }
@@ -253,9 +255,9 @@ static int prepare(restore_run *r, PGconn *conn, sg_error *err)
             r->tasks[n].table = t;
             r->tasks[n].chunk = &t->chunks[c];
             /* A table without columns still has rows: COPY takes no list then. */
-            r->tasks[n].copy_sql = t->ncolumns ? sg_asprintf("COPY %s (%s) FROM STDIN",
-                                                             r->qualified[i], r->columns[i])
-                                               : sg_asprintf("COPY %s FROM STDIN", r->qualified[i]);
+            r->tasks[n].copy_sql =
+                t->ncolumns ? sg_asprintf("COPY %s (%s) FROM STDIN", r->qualified[i], r->columns[i])
+                            : sg_asprintf("COPY %s FROM STDIN", r->qualified[i]);
             if (!r->tasks[n].copy_sql)
                 return sg_error_set(err, SG_E_NOMEM, "out of memory");
         }
@@ -337,7 +339,8 @@ int sg_restore_run(sg_restore_result *out, const sg_restore_options *opts, sg_er
     memset(out, 0, sizeof(*out));
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!opts->store_url || !opts->target || !opts->snapshot || !opts->key_path) {
-        rc = sg_error_set(err, SG_E_USAGE, "--store, --key, --trust, --target and a SNAPSHOT are required");
+        rc = sg_error_set(err, SG_E_USAGE,
+                          "--store, --key, --trust, --target and a SNAPSHOT are required");
         goto done;
     }
     if ((rc = sg_trusted_keys_load(&trusted, &opts->trust, err)) < 0 ||

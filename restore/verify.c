@@ -31,8 +31,7 @@ static int check_object(void *arg, size_t worker, size_t index, sg_error *err)
 {
     verify_run *v = arg;
     (void)worker;
-    return sg_snapshot_check_object(v->access, &v->access->manifest->objects[index], v->level,
-                                    err);
+    return sg_snapshot_check_object(v->access, &v->access->manifest->objects[index], v->level, err);
 }
 
 static int check_chunk(void *arg, size_t worker, size_t index, sg_error *err)

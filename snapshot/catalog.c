@@ -101,7 +101,8 @@ static int read_tables(sg_catalog *cat, PGconn *conn, sg_error *err)
         t->schema = sg_strdup(PQgetvalue(res, (int)i, 1));
         t->name = sg_strdup(PQgetvalue(res, (int)i, 2));
         t->blocks = strtoull(PQgetvalue(res, (int)i, 3), NULL, 10);
-        if (!t->schema || !t->name || !(t->qualified = sg_pg_qualified_name(conn, t->schema, t->name))) {
+        if (!t->schema || !t->name ||
+            !(t->qualified = sg_pg_qualified_name(conn, t->schema, t->name))) {
             rc = nomem(err);
             goto done;
         }
@@ -236,7 +237,8 @@ int sg_catalog_lock_tables(const sg_catalog *catalog, PGconn *conn, sg_error *er
         free(sql);
         if (rc < 0) {
             if (strstr(err->detail, "SQLSTATE 55P03")) {
-                sg_error_set(err, SG_E_DB, "cannot lock table %s: another session holds a conflicting lock",
+                sg_error_set(err, SG_E_DB,
+                             "cannot lock table %s: another session holds a conflicting lock",
                              catalog->tables[i].qualified);
                 sg_error_hint(err, "a long-running DDL or maintenance command is running; retry "
                                    "later or raise --lock-timeout");

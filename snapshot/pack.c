@@ -81,9 +81,14 @@ done:
 int sg_pack_writer_add(sg_pack_writer *pack, const char *member, const void *data, size_t len,
                        uint64_t *offset, sg_error *err)
 {
-    struct archive_entry *entry = archive_entry_new();
+    struct archive_entry *entry = NULL;
     int rc = 0;
-    if (!entry)
+    /* Names are made of OIDs. Anything else would go through the locale's
+     * charset, and libarchive crashes on a name it cannot convert. */
+    for (const char *p = member; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            return sg_error_set(err, SG_E_INTERNAL, "pack member name \"%s\" is not ASCII", member);
+    if (!(entry = archive_entry_new()))
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     archive_entry_set_pathname_utf8(entry, member);
     archive_entry_set_size(entry, (la_int64_t)len);

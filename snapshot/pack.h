@@ -15,7 +15,8 @@ typedef struct sg_pack_writer sg_pack_writer;
 /* Starts a pack at store key `key`; the object appears only on close. */
 int sg_pack_writer_new(sg_pack_writer **out, sg_store *store, const char *key, sg_error *err);
 
-/* Appends a member; *offset is where its data starts in the pack. */
+/* Appends a member (an ASCII name); *offset is where its data starts in the
+ * pack. */
 int sg_pack_writer_add(sg_pack_writer *pack, const char *member, const void *data, size_t len,
                        uint64_t *offset, sg_error *err);
 

@@ -352,8 +352,8 @@ static int seal_one(sealer *s, plain_chunk *c, sg_error *err)
     char member[64];
     int rc;
     sg_buf_reset(&s->sealed);
-    if ((rc = sg_chunk_seal(&s->sealed, c->data.data, &ref, r->data_key,
-                            r->opts->compress_level, err)) < 0)
+    if ((rc = sg_chunk_seal(&s->sealed, c->data.data, &ref, r->data_key, r->opts->compress_level,
+                            err)) < 0)
         return rc;
     if (s->pack && sg_pack_writer_size(s->pack) >= r->opts->pack_size &&
         (rc = close_pack(s, err)) < 0)
@@ -463,7 +463,8 @@ static int begin_snapshot(run *r, PGconn *conn, sg_error *err)
         (rc = sg_pg_pin_settings(conn, err)) < 0)
         return rc;
     snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %d", r->opts->lock_timeout_ms);
-    if ((rc = sg_pg_exec(conn, sql, err)) < 0 || (rc = sg_catalog_read(&r->catalog, conn, err)) < 0 ||
+    if ((rc = sg_pg_exec(conn, sql, err)) < 0 ||
+        (rc = sg_catalog_read(&r->catalog, conn, err)) < 0 ||
         (rc = sg_catalog_lock_tables(r->catalog, conn, err)) < 0)
         return rc;
     if ((rc = sg_pg_query(&res, conn, "SELECT pg_catalog.pg_export_snapshot()", err)) < 0)
@@ -500,7 +501,7 @@ static int start_schema_dump(run *r, sg_proc **proc, const char *path, int serve
     if (!snapshot_arg || !file_arg || !dbname_arg) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     } else {
-        const char *argv[] = {pg_dump,     "--schema-only", "--format=custom", "--no-sync",
+        const char *argv[] = {pg_dump,      "--schema-only", "--format=custom", "--no-sync",
                               snapshot_arg, file_arg,        dbname_arg,        NULL};
         rc = sg_proc_start(proc, argv, err);
     }
@@ -807,8 +808,8 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
         goto done;
     }
-    if ((rc = build_manifest(m, r, &key, recipients, opts->recipients.count, coord, started,
-                             err)) < 0 ||
+    if ((rc = build_manifest(m, r, &key, recipients, opts->recipients.count, coord, started, err)) <
+            0 ||
         (rc = sg_manifest_serialize(&manifest_bytes, m, r->data_key, &key, err)) < 0)
         goto done;
     if (!(manifest_key = sg_layout_key(r->shard, r->id, "manifest"))) {

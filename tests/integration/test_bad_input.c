@@ -86,8 +86,8 @@ static void restore_fails_cleanly(const char *url, const char *key, const char *
                                   const char *spec, int status, const char *const want[])
 {
     char *target = sgt_pg_create_db(pg, "target");
-    const char *argv[] = {"shardgate", "restore", "--store",  url,    "--key", key, "--trust",
-                          trust,       "--target", target,    spec,   NULL};
+    const char *argv[] = {"shardgate", "restore", "--store",  url,    "--key", key,
+                          "--trust",   trust,     "--target", target, spec,    NULL};
     free(sgt_shardgate_fails(status, argv, want));
     ck_assert_int_eq(relation_count(target), 0);
     free(target);
@@ -117,8 +117,8 @@ START_TEST(untrusted_signer_is_refused)
 {
     const char *want[] = {"not trusted", NULL};
     restore_fails_cleanly(store, owner_key, other_pub, spec_a, EXIT_SIGNATURE, want);
-    const char *argv[] = {"shardgate", "verify", "--store", store, "--trust", other_pub,
-                          "--level",   "0",      spec_a,    NULL};
+    const char *argv[] = {"shardgate", "verify",  "--store", store,  "--trust",
+                          other_pub,   "--level", "0",       spec_a, NULL};
     free(sgt_shardgate_fails(EXIT_SIGNATURE, argv, want));
 }
 END_TEST
@@ -326,7 +326,7 @@ START_TEST(unreachable_database_is_reported)
     const char *url = copy_store("unreachable", path);
     const char *dsn = "host=127.0.0.1 port=1 dbname=nowhere connect_timeout=3";
     const char *want[] = {"cannot connect to the source database", "port=1", NULL};
-    const char *argv[] = {"shardgate", "snapshot", "--dsn", dsn, "--store", url,
+    const char *argv[] = {"shardgate", "snapshot", "--dsn",   dsn,    "--store", url,
                           "--key",     owner_key,  "--shard", "gone", NULL};
     free(sgt_shardgate_fails(EXIT_DB, argv, want));
     const char *want_target[] = {"cannot connect to the restore target", NULL};
@@ -335,8 +335,8 @@ START_TEST(unreachable_database_is_reported)
     free(sgt_shardgate_fails(EXIT_DB, restore, want_target));
     /* A password never appears in a message. */
     const char *secret_dsn = "postgresql://u:hunter2@127.0.0.1:1/x?connect_timeout=3";
-    const char *argv2[] = {"shardgate", "snapshot", "--dsn", secret_dsn, "--store", url,
-                           "--key",     owner_key,  NULL};
+    const char *argv2[] = {"shardgate", "snapshot", "--dsn",   secret_dsn, "--store",
+                           url,         "--key",    owner_key, NULL};
     char *err = sgt_shardgate_fails(EXIT_DB, argv2, NULL);
     ck_assert_msg(strstr(err, "hunter2") == NULL, "password leaked: %s", err);
     free(err);
@@ -366,14 +366,14 @@ START_TEST(insecure_or_wrong_key_files_are_refused)
     sgt_sh(cmd);
     {
         const char *want[] = {"loose.key", "group or others", NULL};
-        const char *argv[] = {"shardgate", "snapshot", "--dsn", source, "--store", store,
-                              "--key",     loose,      NULL};
+        const char *argv[] = {"shardgate", "snapshot", "--dsn", source, "--store",
+                              store,       "--key",    loose,   NULL};
         free(sgt_shardgate_fails(EXIT_KEY, argv, want));
     }
     {
         const char *want[] = {"public key", NULL};
-        const char *argv[] = {"shardgate", "snapshot", "--dsn", source, "--store", store,
-                              "--key",     owner_pub,  NULL};
+        const char *argv[] = {"shardgate", "snapshot", "--dsn",   source, "--store",
+                              store,       "--key",    owner_pub, NULL};
         free(sgt_shardgate_fails(EXIT_FORMAT, argv, want));
     }
 }
@@ -382,16 +382,22 @@ END_TEST
 START_TEST(usage_errors_name_the_problem)
 {
     const char *want_level[] = {"--level", NULL};
-    const char *argv[] = {"shardgate", "verify", "--store", store, "--trust", owner_pub,
-                          "--level",   "3",      spec_a,    NULL};
+    const char *argv[] = {"shardgate", "verify",  "--store", store,  "--trust",
+                          owner_pub,   "--level", "3",       spec_a, NULL};
     free(sgt_shardgate_fails(EXIT_USAGE, argv, want_level));
     const char *want_spec[] = {"invalid snapshot", NULL};
-    const char *argv2[] = {"shardgate", "verify", "--store", store, "--trust", owner_pub, "nope",
-                           NULL};
+    const char *argv2[] = {"shardgate", "verify",  "--store", store,
+                           "--trust",   owner_pub, "nope",    NULL};
     free(sgt_shardgate_fails(EXIT_USAGE, argv2, want_spec));
     const char *want_missing[] = {"not found or incomplete", NULL};
-    const char *argv3[] = {"shardgate", "verify", "--store", store, "--trust", owner_pub,
-                           "bad/20200101T000000Z-00000000", NULL};
+    const char *argv3[] = {"shardgate",
+                           "verify",
+                           "--store",
+                           store,
+                           "--trust",
+                           owner_pub,
+                           "bad/20200101T000000Z-00000000",
+                           NULL};
     free(sgt_shardgate_fails(EXIT_NOT_FOUND, argv3, want_missing));
     const char *want_option[] = {"unknown option", NULL};
     const char *argv4[] = {"shardgate", "snapshots", "--stor", store, NULL};
@@ -430,10 +436,9 @@ START_TEST(killed_snapshot_is_never_restorable_and_a_later_one_works)
     snprintf(shard_dir, sizeof(shard_dir), "%s/shards/killed/snapshots", path);
     snprintf(out_dir, sizeof(out_dir), "%s/killed-out", dir);
     mkdir(out_dir, 0700);
-    const char *argv[] = {"shardgate", "snapshot",     "--dsn",  source,   "--store",
-                          url,         "--key",        owner_key, "--shard", "killed",
-                          "--jobs",    "1",            "--chunk-size", "16KiB", "--pack-size",
-                          "64KiB",     NULL};
+    const char *argv[] = {"shardgate",    "snapshot", "--dsn",       source,   "--store", url,
+                          "--key",        owner_key,  "--shard",     "killed", "--jobs",  "1",
+                          "--chunk-size", "16KiB",    "--pack-size", "64KiB",  NULL};
     pid = sgt_spawn(argv, NULL, out_dir);
     /* Kill it as soon as its first pack is committed to the store. */
     for (;;) {
@@ -459,7 +464,7 @@ START_TEST(killed_snapshot_is_never_restorable_and_a_later_one_works)
                            "--key",     owner_key,  "--shard", "killed", NULL};
     free(sgt_shardgate(0, again));
     char *target = sgt_pg_create_db(pg, "after_kill");
-    const char *restore[] = {"shardgate", "restore", "--store",  url,    "--key", owner_key,
+    const char *restore[] = {"shardgate", "restore", "--store",  url,    "--key",         owner_key,
                              "--trust",   owner_pub, "--target", target, "killed/latest", NULL};
     free(sgt_shardgate(0, restore));
     free(target);
@@ -499,11 +504,10 @@ static Suite *suite(void)
 
 static void snapshot_or_exit(char out_id[96])
 {
-    const char *argv[] = {"shardgate", "snapshot",     "--dsn",  source, "--store",
-                          store,       "--key",        owner_key, "--shard", "bad",
+    const char *argv[] = {"shardgate", "snapshot", "--dsn", source, "--store", store, "--key",
+                          owner_key, "--shard", "bad",
                           /* One job: both snapshots get the same pack layout. */
-                          "--jobs",    "1",            "--chunk-size", "64KiB", "--pack-size",
-                          "256KiB",    NULL};
+                          "--jobs", "1", "--chunk-size", "64KiB", "--pack-size", "256KiB", NULL};
     char *out = sgt_shardgate_or_exit(argv);
     out[strcspn(out, "\n")] = '\0';
     snprintf(out_id, 96, "%s", out);

@@ -4,14 +4,12 @@
 #include "tests/harness/run.h"
 
 #include <check.h>
-#include <errno.h>
 #include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -26,13 +26,13 @@ static const char *const checks[] = {
 START_TEST(large_table_and_large_value_round_trip)
 {
     char *target = sgt_pg_create_db(pg, "large_copy");
-    const char *snap[] = {"shardgate", "snapshot", "--dsn", source, "--store", store, "--key", key,
-                          "--shard",   "large",    "--jobs", "2",   NULL};
-    const char *restore[] = {"shardgate", "restore", "--store",  store,  "--key", key, "--trust",
-                             pub,         "--target", target,    "--jobs", "2",   "large/latest",
-                             NULL};
-    const char *verify[] = {"shardgate", "verify", "--store", store, "--trust", pub, "--key", key,
-                            "--level",   "2",      "large/latest", NULL};
+    const char *snap[] = {"shardgate", "snapshot", "--dsn", source,   "--store", store, "--key",
+                          key,         "--shard",  "large", "--jobs", "2",       NULL};
+    const char *restore[] = {"shardgate",    "restore", "--store",  store,  "--key",  key,
+                             "--trust",      pub,       "--target", target, "--jobs", "2",
+                             "large/latest", NULL};
+    const char *verify[] = {"shardgate", "verify", "--store", store, "--trust",      pub,
+                            "--key",     key,      "--level", "2",   "large/latest", NULL};
     free(sgt_shardgate(0, snap));
     free(sgt_shardgate(0, verify));
     free(sgt_shardgate(0, restore));

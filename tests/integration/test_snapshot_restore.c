@@ -13,18 +13,25 @@
 #include <unistd.h>
 
 static sgt_pg_server *pg;
-static char *source;                   /* conninfo of the source database */
+static char *source; /* conninfo of the source database */
 static char dir[] = "/tmp/sgt-roundtrip-XXXXXX";
 static char store[512], owner_key[512], owner_pub[512], snapshot_id[128], spec[160];
 
-static const char *const tables[] = {
-    "customers", "orders", "empty_table", "\"Odd Schema\".\"Mixed \"\"Case\"\" Table\"",
-    "measurements_eu", "measurements_us", "measurements_other", "big", "blobs", "order_totals"};
+static const char *const tables[] = {"customers",
+                                     "orders",
+                                     "empty_table",
+                                     "\"Odd Schema\".\"Mixed \"\"Case\"\" Table\"",
+                                     "measurements_eu",
+                                     "measurements_us",
+                                     "measurements_other",
+                                     "big",
+                                     "blobs",
+                                     "order_totals"};
 
 static char *schema_dump(const char *conninfo)
 {
-    const char *argv[] = {"pg_dump", "--schema-only", "--restrict-key=sgtest", "-d", conninfo,
-                          NULL};
+    const char *argv[] = {"pg_dump", "--schema-only", "--restrict-key=sgtest",
+                          "-d",      conninfo,        NULL};
     char *bindir = sgt_pg_bindir(), tool[512];
     sgt_result r;
     char *out;
@@ -77,7 +84,7 @@ static char *restore_into_new_db(const char *prefix, int jobs)
     char *target = sgt_pg_create_db(pg, prefix);
     char jobs_text[16];
     snprintf(jobs_text, sizeof(jobs_text), "%d", jobs);
-    const char *argv[] = {"shardgate", "restore", "--store",  store,     "--key",
+    const char *argv[] = {"shardgate", "restore", "--store", store,      "--key",
                           owner_key,   "--trust", owner_pub, "--target", target,
                           "--jobs",    jobs_text, spec,      NULL};
     free(sgt_shardgate(0, argv));
@@ -99,8 +106,8 @@ END_TEST
 START_TEST(restore_with_one_job_and_latest)
 {
     char *target = sgt_pg_create_db(pg, "latest");
-    const char *argv[] = {"shardgate", "restore", "--store",  store,     "--key",
-                          owner_key,   "--trust", owner_pub, "--target", target,
+    const char *argv[] = {"shardgate", "restore", "--store",    store,      "--key",
+                          owner_key,   "--trust", owner_pub,    "--target", target,
                           "--jobs",    "1",       "src/latest", NULL};
     free(sgt_shardgate(0, argv));
     assert_same_data(source, target);
@@ -126,9 +133,8 @@ START_TEST(verify_passes_at_every_level)
     for (int level = 0; level <= 2; level++) {
         char level_text[4];
         snprintf(level_text, sizeof(level_text), "%d", level);
-        const char *argv[] = {"shardgate", "verify",  "--store", store,      "--trust",
-                              owner_pub,   "--key",   owner_key, "--level", level_text,
-                              spec,        NULL};
+        const char *argv[] = {"shardgate", "verify",  "--store", store,      "--trust", owner_pub,
+                              "--key",     owner_key, "--level", level_text, spec,      NULL};
         char *out = sgt_shardgate(0, argv);
         ck_assert_msg(strstr(out, "ok"), "verify level %d: %s", level, out);
         free(out);
@@ -194,9 +200,9 @@ int main(void)
         free(sgt_shardgate_or_exit(keygen));
         /* A small chunk size splits `big` into many TID ranges and chunks,
          * and the TOASTed value is larger than a chunk. */
-        const char *snap[] = {"shardgate", "snapshot", "--dsn",        source, "--store",
+        const char *snap[] = {"shardgate", "snapshot", "--dsn",        source,    "--store",
                               store,       "--key",    owner_key,      "--shard", "src",
-                              "--jobs",    "3",        "--chunk-size", "1MiB",   NULL};
+                              "--jobs",    "3",        "--chunk-size", "1MiB",    NULL};
         out = sgt_shardgate_or_exit(snap);
     }
     out[strcspn(out, "\n")] = '\0';

@@ -318,12 +318,13 @@ START_TEST(test_truncated)
             ck_assert_int_eq(sgt_write_in_pieces(w, sealed.data, cut, piece, &err), 0);
             ck_assert_int_eq(sg_writer_close(w, &err), SG_E_CORRUPT);
             ck_assert_str_eq(err.message, "sealed stream is truncated");
-            ck_assert_str_eq(err.detail, cut < HEADER_LEN ? "it ends inside the header"
-                                         : cut < segment_offset(1)
-                                             ? "it ends in segment 1, before the final segment"
-                                         : cut < segment_offset(2)
-                                             ? "it ends in segment 2, before the final segment"
-                                             : "it ends in segment 3, before the final segment");
+            ck_assert_str_eq(err.detail,
+                             cut < HEADER_LEN ? "it ends inside the header"
+                             : cut < segment_offset(1)
+                                 ? "it ends after 0 complete segments, before the final one"
+                             : cut < segment_offset(2)
+                                 ? "it ends after 1 complete segments, before the final one"
+                                 : "it ends after 2 complete segments, before the final one");
             ck_assert_uint_lt(out.len, SMALL_LEN);
             sg_writer_free(w);
             sg_buf_free(&out);

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,41 +146,59 @@ END_TEST
 
 typedef struct drain {
     int fd;
+    pthread_t writer;
     sg_buf got;
 } drain;
 
+static atomic_int interrupts;
+
+static void on_signal(int sig)
+{
+    atomic_fetch_add(&interrupts, 1);
+}
+
+/* Reads slowly and signals the writer before every read: the writer is
+ * mostly blocked on a full pipe, so its write() returns short or fails with
+ * EINTR (the handler is installed without SA_RESTART). */
 static void *drain_pipe(void *arg)
 {
     drain *d = arg;
     uint8_t buf[4096];
     ssize_t n;
-    /* Small reads keep the pipe nearly full, so the writer blocks often. */
-    while ((n = read(d->fd, buf, 1 + (d->got.len % sizeof(buf)))) > 0)
-        if (sg_buf_append(&d->got, buf, (size_t)n, NULL) < 0)
-            break;
+    do {
+        pthread_kill(d->writer, SIGUSR1);
+        n = read(d->fd, buf, 1 + (d->got.len % sizeof(buf)));
+    } while (n > 0 && sg_buf_append(&d->got, buf, (size_t)n, NULL) == 0);
     return NULL;
 }
 
 START_TEST(test_fd_pipe)
 {
     static uint8_t data[1 << 20];
+    struct sigaction sa = {0};
     sg_error err = {0};
     int fds[2];
     pthread_t reader;
     drain d = {0};
     sg_writer *w;
+    sa.sa_handler = on_signal;
+    ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
     fill_pattern(data, sizeof(data));
     ck_assert_int_eq(pipe(fds), 0);
     d.fd = fds[0];
-    ck_assert_int_eq(pthread_create(&reader, NULL, drain_pipe, &d), 0);
+    d.writer = pthread_self();
     w = sg_fd_writer_new(fds[1], true);
     ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(pthread_create(&reader, NULL, drain_pipe, &d), 0);
+    ck_assert_int_eq(sg_writer_write(w, data, sizeof(data), &err), 0);
     ck_assert_int_eq(sgt_write_in_pieces(w, data, sizeof(data), 100000, &err), 0);
-    ck_assert_int_eq(sg_writer_close(w, &err), 0);
     /* close_fd: the write end is closed, so the reader sees end of file. */
+    ck_assert_int_eq(sg_writer_close(w, &err), 0);
     ck_assert_int_eq(pthread_join(reader, NULL), 0);
-    ck_assert_uint_eq(d.got.len, sizeof(data));
+    ck_assert_int_gt(atomic_load(&interrupts), 0);
+    ck_assert_uint_eq(d.got.len, 2 * sizeof(data));
     ck_assert_mem_eq(d.got.data, data, sizeof(data));
+    ck_assert_mem_eq(d.got.data + sizeof(data), data, sizeof(data));
     sg_writer_free(w);
     close(fds[0]);
     sg_buf_free(&d.got);
@@ -370,7 +390,7 @@ static Suite *writer_suite(void)
     CASE("free chain", test_base_free_chain);
     CASE("buffer pieces", test_buffer_pieces);
     CASE("buffer nomem", test_buffer_nomem);
-    CASE("fd pipe", test_fd_pipe);
+    CASE("fd short writes and EINTR", test_fd_pipe);
     CASE("fd close_fd", test_fd_close_fd);
     CASE("fd error", test_fd_error);
     CASE("size counts", test_size_counts);
