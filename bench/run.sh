@@ -120,7 +120,7 @@ elif log "building shardgate (Release) in $build_dir" &&
     cmake --build "$build_dir" -j "$jobs" --target shardgate >>"$work/build.log" 2>&1; then
     sg=$build_dir/shardgate
 else
-    sg_error="build failed: $(grep -m 1 -iE 'error' "$work/build.log" || echo 'see cmake output')"
+    sg_error="build failed: $(grep -m 1 -E ': error:|CMake Error|Error [0-9]' "$work/build.log" || echo 'see cmake output')"
     log "$sg_error"
 fi
 
@@ -240,22 +240,34 @@ server_ticks() {
     echo "$total"
 }
 
+# CPU ticks the whole machine has been busy so far: against client plus server
+# it shows what else ran (kernel writeback, or other load spoiling a run).
+machine_ticks() {
+    local -a f
+    # cpu user nice system idle iowait irq softirq steal ...
+    read -r -a f </proc/stat
+    echo $((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]))
+}
+
 results=$work/results.tsv
 : >"$results"
 declare -A failed size
 
 # measure STEP RUN COMMAND...: runs COMMAND under GNU time and appends
-# "step run wall client-cpu server-cpu rss-kib" to the results; the first
-# failure of a step is kept with the first line its command wrote on stderr.
+# "step run wall client-cpu server-cpu rss-kib machine-cpu" to the results;
+# the first failure of a step is kept with the first line its command wrote
+# on stderr.
 measure() {
-    local step=$1 run=$2 before after rc=0 wall user sys rss
+    local step=$1 run=$2 before after m_before m_after rc=0 wall user sys rss
     shift 2
     # Neither the previous step's dirty buffers nor its output files still in
     # the page cache may be written back on this step's time.
     q -d postgres -c CHECKPOINT
     sync
     before=$(server_ticks)
+    m_before=$(machine_ticks)
     /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >/dev/null 2>"$work/err" || rc=$?
+    m_after=$(machine_ticks)
     after=$(server_ticks)
     if [ "$rc" != 0 ]; then
         if [ -z "${failed[$step]:-}" ]; then
@@ -265,10 +277,12 @@ measure() {
         return 0
     fi
     read -r wall user sys rss < <(tail -n 1 "$work/time")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" \
         "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" \
         "$(awk -v t=$((after - before)) -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }')" \
-        "$rss" >>"$results"
+        "$rss" \
+        "$(awk -v t=$((m_after - m_before)) -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }')" \
+        >>"$results"
     log "$step run $run: ${wall} s"
 }
 
@@ -292,6 +306,7 @@ bytes_of() {
     du -sb "$1" | cut -f 1
 }
 
+load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 for ((run = 1; run <= runs; run++)); do
     log "round $run of $runs"
     measure copy "$run" bash "$work/copy.sh"
@@ -358,13 +373,14 @@ calc() {
     awk "${vars[@]}" "BEGIN { printf \"%s\", $expr }"
 }
 
-declare -A wall cpu srv rss
+declare -A wall cpu srv rss mach
 steps=(copy dump_fc dump_fd pgbackrest sg_snapshot pg_restore sg_restore sg_verify)
 for s in "${steps[@]}"; do
     wall[$s]=$(median "$s" 3)
     cpu[$s]=$(median "$s" 4)
     srv[$s]=$(median "$s" 5)
     rss[$s]=$(median "$s" 6)
+    mach[$s]=$(median "$s" 7)
 done
 
 declare -A label=(
@@ -398,16 +414,17 @@ row() {
     if [ -z "${wall[$s]}" ]; then
         local why="failed: ${failed[$s]:-}"
         [ -n "${failed[$s]:-}" ] || why="not run"
-        printf '| %s | n/a (%s) | | | | | | |\n' "${label[$s]}" "${why//|/\\|}"
+        printf '| %s | n/a (%s) | | | | | | | |\n' "${label[$s]}" "${why//|/\\|}"
         return
     fi
     if [ -n "$ref" ]; then
         speed=$(calc 'sprintf("%.2f×", r / w)' r="${wall[$ref]}" w="${wall[$s]}")
     fi
-    printf '| %s | %s%s | %s | %s | %s | %s | %s | %s |\n' "${label[$s]}" \
+    printf '| %s | %s%s | %s | %s | %s | %s | %s | %s | %s |\n' "${label[$s]}" \
         "$(calc 'sprintf("%.2f", x)' x="${wall[$s]}")" "$(spread "$s")" \
         "$(calc 'sprintf("%.2f", x)' x="${cpu[$s]}")" \
         "$(calc 'sprintf("%.2f", x)' x="${srv[$s]}")" \
+        "$(calc 'sprintf("%.2f", x)' x="${mach[$s]}")" \
         "$(calc 'sprintf("%.0f", k / 1024)' k="${rss[$s]}")" \
         "$(calc 'sprintf("%.0f", p / 1e6 / w)' p="$plain" w="${wall[$s]}")" \
         "$(mb "${size[$s]:-}")" "$speed"
@@ -443,11 +460,11 @@ cat <<EOF
 $(date -u +%Y-%m-%d), $(grep -m 1 'model name' /proc/cpuinfo | sed 's/.*: //'), \
 $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; \
 PostgreSQL $(q -c 'SHOW server_version' | cut -d ' ' -f 1) from ci/pg-server.sh; \
-$(command pgbackrest version); medians of $runs runs.
+$(command pgbackrest version); medians of $runs runs; load average at the start $load_start.
 Database: $(mb "$db_bytes") MB on disk, $(mb "$plain") MB of plain data (COPY text).
 
-| step | wall s (min–max) | client CPU s | server CPU s | client peak RSS MiB | plain MB/s | stored MB | speed |
-|---|---:|---:|---:|---:|---:|---:|---:|
+| step | wall s (min–max) | client CPU s | server CPU s | machine CPU s | client peak RSS MiB | plain MB/s | stored MB | speed |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
 $(row copy dump_fc)
 $(row dump_fc dump_fc)
 $(row dump_fd dump_fc)
@@ -458,6 +475,7 @@ $(row sg_restore pg_restore)
 $(row sg_verify)
 
 "speed" is pg_dump -Fc's wall time (for restores, pg_restore's) divided by the row's.
+Machine CPU well above client + server means something else ran during the step.
 
 | target | goal | measured | verdict |
 |---|---|---:|---|
