@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "common/interrupt.h"
 #include "common/mem.h"
 
 typedef struct pool {
@@ -29,7 +30,7 @@ static void *worker_main(void *arg)
     size_t task;
     while (!atomic_load(&p->failed) && (task = atomic_fetch_add(&p->next, 1)) < p->ntasks) {
         sg_error err = {0};
-        if (p->fn(p->ctx, w->index, task, &err) < 0) {
+        if (sg_interrupt_check(&err) < 0 || p->fn(p->ctx, w->index, task, &err) < 0) {
             pthread_mutex_lock(&p->lock);
             if (!atomic_load(&p->failed)) {
                 p->error = err;

@@ -1,5 +1,6 @@
 /* A fixed pool of threads over a list of tasks: each task runs once, the
- * first error stops the handing out of further tasks and is the result. */
+ * first error (or an interrupting signal) stops the handing out of further
+ * tasks and is the result. */
 #ifndef SG_COMMON_WORKERS_H
 #define SG_COMMON_WORKERS_H
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/interrupt.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/manifest.h"
@@ -447,6 +448,7 @@ int sg_cli_main(int argc, char **argv)
         printf("shardgate %s\n", SG_VERSION);
         return 0;
     }
+    sg_interrupt_install();
     for (const command *c = commands; c->name; c++) {
         if (strcmp(argv[1], c->name) == 0) {
             rc = c->fn(argc - 1, argv + 1, &err);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/chunk.h"
+#include "common/interrupt.h"
 #include "common/keys.h"
 #include "common/layout.h"
 #include "common/log.h"
@@ -196,6 +197,10 @@ static int on_rows(void *ctx, const char *data, size_t len, sg_error *err)
     int rc;
     if (atomic_load(&r->failed))
         return sg_error_set(err, SG_E_INTERRUPTED, "snapshot stopped");
+    if ((rc = sg_interrupt_check(err)) < 0) {
+        fail(r, err);
+        return rc;
+    }
     if (!rd->chunk && !(rd->chunk = chunk_new(rd->table, r->opts->chunk_size + 65536)))
         return sg_error_set(err, SG_E_NOMEM, "out of memory for a chunk");
     if (sg_digest_copy_text(&rd->chunk->digest, data, len) != len)
@@ -779,6 +784,8 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
 
     rc = sg_proc_wait(dump, "pg_dump", err);
     dump = NULL;
+    if (rc == 0)
+        rc = sg_interrupt_check(err);
     if (rc == 0 && !(schema_chunk = chunk_new(SCHEMA_TABLE, 0)))
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     if (rc == 0 && (rc = read_file(&schema_chunk->data, dump_path, err)) == 0) {
@@ -786,8 +793,8 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
         if (rc == 0)
             schema_chunk = NULL;
     }
-    if (rc < 0 && rc != SG_E_INTERRUPTED)
-        fail(r, err);
+    if (rc < 0)
+        fail(r, err); /* keeps the first error if the run had already failed */
 
     for (size_t i = 0; i < nreaders; i++)
         pthread_join(readers[i].thread, NULL);

@@ -102,6 +102,28 @@ static void verify_fails(const char *url, int level, int status, const char *con
     free(sgt_shardgate_fails(status, argv, want));
 }
 
+/* Whether SHARD_DIR/<id>/packs/ holds a pack that is not a temporary file. */
+static int committed_pack_exists(const char *shard_dir)
+{
+    DIR *d = opendir(shard_dir), *packs;
+    struct dirent *e, *p;
+    int found = 0;
+    char path[1200];
+    while (d && !found && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s/packs", shard_dir, e->d_name);
+        if ((packs = opendir(path)) == NULL)
+            continue;
+        while (!found && (p = readdir(packs)) != NULL)
+            found = p->d_name[0] != '.';
+        closedir(packs);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
 START_TEST(wrong_key_cannot_open_the_snapshot)
 {
     const char *want[] = {"not encrypted to key", NULL};
@@ -405,28 +427,6 @@ START_TEST(usage_errors_name_the_problem)
 }
 END_TEST
 
-/* Whether SHARD_DIR/<id>/packs/ holds a pack that is not a temporary file. */
-static int committed_pack_exists(const char *shard_dir)
-{
-    DIR *d = opendir(shard_dir), *packs;
-    struct dirent *e, *p;
-    int found = 0;
-    char path[1200];
-    while (d && !found && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "%s/%s/packs", shard_dir, e->d_name);
-        if ((packs = opendir(path)) == NULL)
-            continue;
-        while (!found && (p = readdir(packs)) != NULL)
-            found = p->d_name[0] != '.';
-        closedir(packs);
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
-
 START_TEST(killed_snapshot_is_never_restorable_and_a_later_one_works)
 {
     char path[600], url[700], shard_dir[800], out_dir[700];
@@ -471,6 +471,52 @@ START_TEST(killed_snapshot_is_never_restorable_and_a_later_one_works)
 }
 END_TEST
 
+/* How many files are under path, temporary ones included. */
+static int count_files(const char *path)
+{
+    char cmd[800], *out;
+    sgt_result r;
+    int n;
+    snprintf(cmd, sizeof(cmd), "find '%s' -type f | wc -l", path);
+    const char *argv[] = {"sh", "-c", cmd, NULL};
+    sgt_run(&r, argv, NULL);
+    out = r.out;
+    n = atoi(out);
+    sgt_result_free(&r);
+    return n;
+}
+
+START_TEST(interrupted_snapshot_stops_and_removes_what_it_stored)
+{
+    char path[600], url[700], shard_dir[800], out_dir[700], *err;
+    pid_t pid;
+    snprintf(path, sizeof(path), "%s/interrupted-store", dir);
+    snprintf(url, sizeof(url), "file://%s", path);
+    snprintf(shard_dir, sizeof(shard_dir), "%s/shards/stopped/snapshots", path);
+    snprintf(out_dir, sizeof(out_dir), "%s/interrupted-out", dir);
+    mkdir(out_dir, 0700);
+    const char *argv[] = {"shardgate",    "snapshot", "--dsn",       source,    "--store", url,
+                          "--key",        owner_key,  "--shard",     "stopped", "--jobs",  "1",
+                          "--chunk-size", "16KiB",    "--pack-size", "64KiB",   NULL};
+    pid = sgt_spawn(argv, NULL, out_dir);
+    for (;;) {
+        int status;
+        struct timespec ts = {0, 1000000};
+        if (committed_pack_exists(shard_dir))
+            break;
+        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "snapshot ended before the signal");
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGINT);
+    ck_assert_int_eq(sgt_wait(pid), 16);
+    snprintf(out_dir + strlen(out_dir), sizeof(out_dir) - strlen(out_dir), "/stderr");
+    err = sgt_read_file(out_dir, NULL);
+    ck_assert_msg(strstr(err, "interrupted by SIGINT"), "stderr: %s", err);
+    free(err);
+    ck_assert_int_eq(count_files(path), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("bad_input");
@@ -492,6 +538,7 @@ static Suite *suite(void)
         {"key_files", insecure_or_wrong_key_files_are_refused},
         {"usage", usage_errors_name_the_problem},
         {"killed_snapshot", killed_snapshot_is_never_restorable_and_a_later_one_works},
+        {"interrupted_snapshot", interrupted_snapshot_stops_and_removes_what_it_stored},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
