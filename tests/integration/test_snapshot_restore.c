@@ -115,6 +115,46 @@ START_TEST(restore_with_one_job_and_latest)
 }
 END_TEST
 
+/* The value of `key=` in a libpq keyword string made by the harness. */
+static void conninfo_value(char *out, size_t size, const char *conninfo, const char *key)
+{
+    const char *p = strstr(conninfo, key);
+    ck_assert_ptr_nonnull(p);
+    p += strlen(key);
+    snprintf(out, size, "%.*s", (int)strcspn(p, " "), p);
+}
+
+START_TEST(uri_and_libpq_environment_are_honoured)
+{
+    char dbname[128], port[16], env_host[64], env_port[64], uri[256], *target_db, *target_dbname;
+    sgt_result r;
+    conninfo_value(dbname, sizeof(dbname), source, "dbname=");
+    conninfo_value(port, sizeof(port), source, "port=");
+    snprintf(env_host, sizeof(env_host), "PGHOST=%s", sgt_pg_host(pg));
+    snprintf(env_port, sizeof(env_port), "PGPORT=%s", port);
+    const char *env[] = {env_host, env_port, "PGUSER=postgres", NULL};
+    char dsn[160];
+    snprintf(dsn, sizeof(dsn), "dbname=%s", dbname);
+    const char *snap[] = {"shardgate", "snapshot", "--dsn",   dsn,   "--store", store,
+                          "--key",     owner_key,  "--shard", "env", NULL};
+    sgt_run(&r, snap, env);
+    ck_assert_msg(r.status == 0, "snapshot through PG* variables: %s", r.err);
+    sgt_result_free(&r);
+
+    target_db = sgt_pg_create_db(pg, "uri");
+    conninfo_value(uri, sizeof(uri), target_db, "dbname=");
+    target_dbname = strdup(uri);
+    snprintf(uri, sizeof(uri), "postgresql://postgres@%s:%s/%s?application_name=t", sgt_pg_host(pg),
+             port, target_dbname);
+    const char *restore[] = {"shardgate", "restore", "--store",  store, "--key",      owner_key,
+                             "--trust",   owner_pub, "--target", uri,   "env/latest", NULL};
+    free(sgt_shardgate(0, restore));
+    assert_same_data(source, target_db);
+    free(target_dbname);
+    free(target_db);
+}
+END_TEST
+
 START_TEST(snapshots_lists_the_snapshot_as_complete)
 {
     const char *argv[] = {"shardgate", "snapshots", "--store", store, NULL};
@@ -164,6 +204,7 @@ static Suite *suite(void)
     tcase_add_test(tc, restore_reproduces_schema_and_every_row);
     tcase_add_test(tc, restore_with_one_job_and_latest);
     tcase_add_test(tc, snapshots_lists_the_snapshot_as_complete);
+    tcase_add_test(tc, uri_and_libpq_environment_are_honoured);
     tcase_add_test(tc, verify_passes_at_every_level);
     tcase_add_test(tc, snapshot_json_summary_counts_rows);
     suite_add_tcase(s, tc);
