@@ -4,7 +4,7 @@
 #
 # Three kinds of data, so no tool wins by compressing one easy pattern:
 #   pgbench_*  pgbench -i at scale 20: blank-padded rows, very compressible
-#   events     a few million log-like rows: timestamps, a skewed kind, text
+#   events     two million log-like rows: timestamps, a skewed kind, text
 #              made of real words, numeric amounts and a small jsonb document
 #   blobs      about 150 MB of random bytea in TOAST: incompressible
 #

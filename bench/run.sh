@@ -218,25 +218,41 @@ fi
 
 ticks=$(getconf CLK_TCK)
 
-# CPU ticks used by the server so far: the postmaster's own and its reaped
-# children's (cutime, cstime), plus what its live children have used. Taking
-# the difference of two readings counts every backend, whether it ended
-# before the second reading or not.
+# CPU ticks used by the server so far: what its live children have used, plus
+# the postmaster's own and its reaped children's (cutime, cstime). The
+# difference of two readings counts every backend of a step, whether it ended
+# before the second reading or not. The postmaster is read last, so a backend
+# reaped during a reading is not missed, and a reading is taken again until
+# the only children left are the resident ones (checkpointer, writers,
+# launchers), so that none is counted twice either; 10 s at most.
 server_ticks() {
-    local pm f line total=0
+    local pm f line total busy tries
     local -a s
     pm=$(head -n 1 "$datadir/postmaster.pid")
-    for f in /proc/[0-9]*/stat; do
-        read -r line 2>/dev/null <"$f" || continue
-        # Fields after the command name, which may hold spaces: s[0] is
-        # field 3 (state), s[1] the parent, s[11..14] utime stime cutime cstime.
+    for ((tries = 0; tries < 200; tries++)); do
+        total=0
+        busy=0
+        for f in /proc/[0-9]*/stat; do
+            read -r line 2>/dev/null <"$f" || continue
+            # Fields after the command name, which may hold spaces: s[0] is
+            # field 3 (state), s[1] the parent, s[11..14] utime stime cutime
+            # cstime.
+            read -r -a s <<<"${line##*) }"
+            if [ "${s[1]}" = "$pm" ]; then
+                total=$((total + s[11] + s[12]))
+                case " $resident " in
+                *" ${line%% *} "*) ;;
+                *) busy=1 ;;
+                esac
+            fi
+        done
+        read -r line <"/proc/$pm/stat"
         read -r -a s <<<"${line##*) }"
-        if [ "${f#/proc/}" = "$pm/stat" ]; then
-            total=$((total + s[11] + s[12] + s[13] + s[14]))
-        elif [ "${s[1]}" = "$pm" ]; then
-            total=$((total + s[11] + s[12]))
-        fi
+        total=$((total + s[11] + s[12] + s[13] + s[14]))
+        [ "$busy" = 1 ] || break
+        sleep 0.05
     done
+    [ "$busy" = 0 ] || log "warning: the server did not go idle; its CPU time may be short"
     echo "$total"
 }
 
@@ -248,6 +264,19 @@ machine_ticks() {
     read -r -a f </proc/stat
     echo $((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]))
 }
+
+# Autovacuum is background noise here (the data is frozen and analyzed, and
+# restored databases are dropped), and its workers would hold up readings.
+q -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+resident=$(
+    pm=$(head -n 1 "$datadir/postmaster.pid")
+    for f in /proc/[0-9]*/stat; do
+        read -r line 2>/dev/null <"$f" || continue
+        read -r -a s <<<"${line##*) }"
+        [ "${s[1]}" != "$pm" ] || printf '%s ' "${line%% *}"
+    done
+)
 
 results=$work/results.tsv
 : >"$results"
@@ -267,8 +296,8 @@ measure() {
     before=$(server_ticks)
     m_before=$(machine_ticks)
     /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >/dev/null 2>"$work/err" || rc=$?
-    m_after=$(machine_ticks)
     after=$(server_ticks)
+    m_after=$(machine_ticks)
     if [ "$rc" != 0 ]; then
         if [ -z "${failed[$step]:-}" ]; then
             failed[$step]=$(grep -m 1 . "$work/err" || echo "exit status $rc")
@@ -283,7 +312,7 @@ measure() {
         "$rss" \
         "$(awk -v t=$((m_after - m_before)) -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }')" \
         >>"$results"
-    log "$step run $run: ${wall} s"
+    log "$step run $run: $(tail -n 1 "$results" | awk -F '\t' '{ printf "wall %s s, client CPU %s s, server CPU %s s, machine CPU %s s, peak RSS %d MiB", $3, $4, $5, $7, $6 / 1024 }')"
 }
 
 # shardgate steps are skipped, with the reason, when it could not be built.

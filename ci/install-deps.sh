@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config clang-format
     libpq-dev postgresql-15 postgresql-client-15
-    libarchive-dev libzstd-dev libsodium-dev libcurl4-openssl-dev
+    libarchive-dev libzstd-dev libsodium-dev libcurl4-openssl-dev libssl-dev
     check libjansson-dev libfyaml-dev libexpat1-dev libpg-query-dev libxxhash-dev
     zstd time
 )

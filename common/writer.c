@@ -4,7 +4,7 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <sodium.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -197,41 +197,50 @@ uint64_t sg_size_writer_bytes(const sg_writer *w)
     return ((const size_writer *)w)->bytes;
 }
 
-/* Hash writer. */
+/* Hash writer. OpenSSL's SHA-256 rather than libsodium's: it uses the CPU's
+ * SHA extensions where there are some (several times faster), and every
+ * stored byte passes through here on snapshot and verify. */
 
 typedef struct hash_writer {
     sg_writer base;
-    crypto_hash_sha256_state state;
-    uint8_t digest[crypto_hash_sha256_BYTES];
+    EVP_MD_CTX *ctx;
+    uint8_t digest[32];
 } hash_writer;
 
 static int hash_write(sg_writer *base, const void *data, size_t len, sg_error *err)
 {
     hash_writer *w = (hash_writer *)base;
-    crypto_hash_sha256_update(&w->state, data, len);
+    if (EVP_DigestUpdate(w->ctx, data, len) != 1)
+        return sg_error_set(err, SG_E_INTERNAL, "SHA-256 update failed");
     return base->next ? sg_writer_write(base->next, data, len, err) : 0;
 }
 
 static int hash_close(sg_writer *base, sg_error *err)
 {
     hash_writer *w = (hash_writer *)base;
-    crypto_hash_sha256_final(&w->state, w->digest);
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(w->ctx, w->digest, &len) != 1 || len != sizeof(w->digest))
+        return sg_error_set(err, SG_E_INTERNAL, "SHA-256 final failed");
     return 0;
 }
 
-static const sg_writer_vtable hash_vt = {"sha-256", hash_write, hash_close, NULL};
+static void hash_destroy(sg_writer *base)
+{
+    EVP_MD_CTX_free(((hash_writer *)base)->ctx);
+}
+
+static const sg_writer_vtable hash_vt = {"sha-256", hash_write, hash_close, hash_destroy};
 
 sg_writer *sg_hash_writer_new(sg_writer *next)
 {
-    hash_writer *w;
-    if (sodium_init() < 0) {
-        sg_writer_free(next);
+    hash_writer *w = sg_writer_alloc(sizeof(*w), &hash_vt, next);
+    if (!w)
+        return NULL;
+    if (!(w->ctx = EVP_MD_CTX_new()) || EVP_DigestInit_ex(w->ctx, EVP_sha256(), NULL) != 1) {
+        sg_writer_free(&w->base);
         return NULL;
     }
-    w = sg_writer_alloc(sizeof(*w), &hash_vt, next);
-    if (w)
-        crypto_hash_sha256_init(&w->state);
-    return (sg_writer *)w;
+    return &w->base;
 }
 
 void sg_hash_writer_digest(const sg_writer *w, uint8_t out[32])
