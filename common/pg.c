@@ -225,8 +225,10 @@ static int digest_rows(void *ctx, const char *data, size_t len, sg_error *err)
 int sg_pg_digest_table(PGconn *conn, const char *qualified_table, const char *column_list,
                        sg_digest *out, sg_error *err)
 {
-    char *sql =
-        sg_asprintf("COPY (SELECT %s FROM ONLY %s) TO STDOUT", column_list, qualified_table);
+    /* The table form (no executor projection) when there are columns; it
+     * copies no child rows, like ONLY, and yields the same text. */
+    char *sql = *column_list ? sg_asprintf("COPY %s (%s) TO STDOUT", qualified_table, column_list)
+                             : sg_asprintf("COPY (SELECT FROM ONLY %s) TO STDOUT", qualified_table);
     int rc;
     if (!sql)
         return sg_error_set(err, SG_E_NOMEM, "out of memory");

@@ -52,8 +52,9 @@ typedef int (*sg_pg_copy_fn)(void *ctx, const char *data, size_t len, sg_error *
 /* Runs a COPY ... TO STDOUT statement and feeds every row to fn. */
 int sg_pg_copy_out(PGconn *conn, const char *copy_sql, sg_pg_copy_fn fn, void *ctx, sg_error *err);
 
-/* Digests `SELECT columns FROM ONLY table` as COPY text (the same code path for
- * a live table, a restored table or any column projection). */
+/* Digests the listed columns of a table (its own rows, not its children's) as
+ * COPY text: the same code for a live table, a restored table or any column
+ * projection. */
 int sg_pg_digest_table(PGconn *conn, const char *qualified_table, const char *column_list,
                        sg_digest *out, sg_error *err);
 
