@@ -28,6 +28,11 @@ struct sg_proc {
 
 int sg_proc_start(sg_proc **out, const char *const argv[], sg_error *err)
 {
+    return sg_proc_start_env(out, argv, NULL, err);
+}
+
+int sg_proc_start_env(sg_proc **out, const char *const argv[], char *const envp[], sg_error *err)
+{
     int pipefd[2] = {-1, -1};
     sg_proc *proc = NULL;
     pid_t pid;
@@ -58,7 +63,8 @@ int sg_proc_start(sg_proc **out, const char *const argv[], sg_error *err)
             dup2(devnull, 1);
         }
         dup2(pipefd[1], 2);
-        execvp(argv[0], (char *const *)argv);
+        /* envp was built before fork: nothing here allocates. */
+        execvpe(argv[0], (char *const *)argv, envp ? envp : environ);
         dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -151,9 +157,43 @@ void sg_proc_kill(sg_proc *proc)
 
 int sg_proc_run(const char *const argv[], const char *what, sg_error *err)
 {
+    return sg_proc_run_env(argv, NULL, what, err);
+}
+
+int sg_proc_run_env(const char *const argv[], char *const envp[], const char *what, sg_error *err)
+{
     sg_proc *proc = NULL;
-    int rc = sg_proc_start(&proc, argv, err);
+    int rc = sg_proc_start_env(&proc, argv, envp, err);
     return rc < 0 ? rc : sg_proc_wait(proc, what, err);
+}
+
+char **sg_env_with(const char *name, const char *value)
+{
+    size_t n = 0, len = strlen(name), out = 0;
+    char **env;
+    while (environ[n])
+        n++;
+    if (!(env = sg_calloc(n + 2, sizeof(char *))))
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!(strncmp(environ[i], name, len) == 0 && environ[i][len] == '='))
+            env[out++] = environ[i];
+    if (!(env[out] = sg_asprintf("%s=%s", name, value))) {
+        free(env);
+        return NULL;
+    }
+    return env;
+}
+
+void sg_env_free(char **env)
+{
+    size_t n = 0;
+    if (!env)
+        return;
+    while (env[n + 1])
+        n++;
+    free(env[n]); /* the one entry sg_env_with made; the rest are environ's */
+    free(env);
 }
 
 int sg_pg_tool_find(char **out, const char *tool, int major, const char *bindir, sg_error *err)

@@ -12,6 +12,9 @@ typedef struct sg_proc sg_proc;
  * /dev/null, stdout discarded, stderr captured so a failure can show it. */
 int sg_proc_start(sg_proc **out, const char *const argv[], sg_error *err);
 
+/* The same with a whole environment for the child (NULL: this process's). */
+int sg_proc_start_env(sg_proc **out, const char *const argv[], char *const envp[], sg_error *err);
+
 /* Waits for the process. A non-zero exit or a signal is SG_E_PROCESS with the
  * tail of its stderr in the detail; `what` names the step ("pg_dump"). Frees
  * the process. */
@@ -22,6 +25,12 @@ void sg_proc_kill(sg_proc *proc);
 
 /* Runs to completion: start + wait. */
 int sg_proc_run(const char *const argv[], const char *what, sg_error *err);
+int sg_proc_run_env(const char *const argv[], char *const envp[], const char *what, sg_error *err);
+
+/* A copy of this process's environment with NAME set to value (replacing
+ * it), for a child; NULL when out of memory. Free with sg_env_free. */
+char **sg_env_with(const char *name, const char *value);
+void sg_env_free(char **env);
 
 /* Finds a PostgreSQL client program for a server of `major` version:
  * bindir if given, then /usr/lib/postgresql/MAJOR/bin, then PATH. Returns a

@@ -367,6 +367,8 @@ static const sg_option restore_options[] = {
     {"target", SG_OPT_STRING, RES(target), "DSN", "empty database to restore into", 0, 0},
     {"jobs", SG_OPT_INT, RES(jobs), "N", "parallel connections (default 2)", 1, 64},
     {"no-owner", SG_OPT_FLAG, RES(no_owner), NULL, "do not restore object ownership", 0, 0},
+    {"maintenance-work-mem", SG_OPT_SIZE, RES(maintenance_work_mem), "SIZE",
+     "memory per index build (default 256MiB)", 0, 0},
     {"pg-bindir", SG_OPT_STRING, RES(pg_bindir), "DIR", "where pg_restore is", 0, 0},
     COMMON_OPTIONS(restore_settings),
     {0}};

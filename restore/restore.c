@@ -22,6 +22,7 @@ void sg_restore_options_init(sg_restore_options *opts)
 {
     memset(opts, 0, sizeof(*opts));
     opts->jobs = 2;
+    opts->maintenance_work_mem = 256ULL << 20;
 }
 
 /* ---- a writer that feeds COPY FROM STDIN ---- */
@@ -192,6 +193,7 @@ static int run_pg_restore(restore_run *r, const char *dump_path, const char *sec
          *jobs_arg = sg_asprintf("--jobs=%d", jobs),
          *db_arg = sg_asprintf("--dbname=%s", r->opts->target);
     const char *argv[10];
+    char **env = NULL;
     size_t n = 0;
     int rc;
     if (!section_arg || !jobs_arg || !db_arg) {
@@ -210,10 +212,24 @@ static int run_pg_restore(restore_run *r, const char *dump_path, const char *sec
         argv[n++] = "--no-owner";
     argv[n++] = dump_path;
     argv[n] = NULL;
-    rc = sg_proc_run(argv, section, err);
+    /* Index builds sort in maintenance_work_mem: the server's default (64 MB)
+     * spills large ones to disk. Added to the user's own PGOPTIONS. */
+    {
+        const char *user = getenv("PGOPTIONS");
+        char *options = sg_asprintf("%s%s-c maintenance_work_mem=%" PRIu64 "kB", user ? user : "",
+                                    user && *user ? " " : "", r->opts->maintenance_work_mem / 1024);
+        env = options ? sg_env_with("PGOPTIONS", options) : NULL;
+        free(options);
+        if (!env) {
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+            goto done;
+        }
+    }
+    rc = sg_proc_run_env(argv, env, section, err);
     if (rc < 0)
         sg_error_prefix(err, "restoring the %s schema", section);
 done:
+    sg_env_free(env);
     free(tool);
     free(section_arg);
     free(jobs_arg);
@@ -391,9 +407,11 @@ int sg_restore_run(sg_restore_result *out, const sg_restore_options *opts, sg_er
     if ((rc = sg_workers_run(nconns, r->ntasks, load_chunk, r, err)) < 0 ||
         (rc = restore_sequences(r, r->conns[0], err)) < 0)
         goto done;
-    sg_log_info("data loaded in %.1f s; building indexes and constraints", seconds_since(&t0));
+    sg_log_info("data loaded at %.1f s; building indexes and constraints", seconds_since(&t0));
     if ((rc = run_pg_restore(r, dump_path, "post-data", (int)nconns, err)) < 0)
         goto done;
+    sg_log_info("schema complete at %.1f s; checking every table against the manifest",
+                seconds_since(&t0));
     if ((rc = sg_workers_run(nconns, r->access->manifest->ntables, digest_table, r, err)) < 0)
         goto done;
     loading = false;

@@ -267,6 +267,23 @@ START_TEST(test_pg_tool_find)
 }
 END_TEST
 
+START_TEST(test_child_environment)
+{
+    sg_error err = {0};
+    char **env;
+    const char *argv[] = {"sh", "-c", "test \"$SG_PROC_TEST\" = 'b c' && test -n \"$PATH\"", NULL};
+    setenv("SG_PROC_TEST", "a", 1);
+    /* The variable is replaced, not added twice, and the rest is kept. */
+    env = sg_env_with("SG_PROC_TEST", "b c");
+    ck_assert_ptr_nonnull(env);
+    ck_assert_int_eq(sg_proc_run_env(argv, env, "env check", &err), 0);
+    sg_env_free(env);
+    /* Without an environment of its own the child gets this process's. */
+    ck_assert_int_eq(sg_proc_run_env(argv, NULL, "env check", &err), SG_E_PROCESS);
+    ck_assert_str_eq(err.message, "env check failed with exit status 1");
+}
+END_TEST
+
 static Suite *proc_suite(void)
 {
     Suite *s = suite_create("proc");
@@ -288,6 +305,7 @@ static Suite *proc_suite(void)
     CASE("tmpdir default", test_tmpdir_default);
     CASE("tmpdir error", test_tmpdir_error);
     CASE("pg tool find", test_pg_tool_find);
+    CASE("child environment", test_child_environment);
 #undef CASE
     return s;
 }
