@@ -108,25 +108,10 @@ void sg_manifest_free(sg_manifest *m)
     free(m);
 }
 
-/* Arrays carry no capacity: they only grow through here, one element at a
- * time from empty, so the capacity is the next power of two at or above the
- * count and doubles whenever the count reaches one. Returns the (possibly
- * moved) array, or NULL with the array untouched. */
-static void *grow(void *array, size_t count, size_t size)
-{
-    size_t cap;
-    if (count & (count - 1))
-        return array;
-    cap = count ? count * 2 : 1;
-    if (cap > SIZE_MAX / size)
-        return NULL;
-    return sg_realloc(array, cap * size);
-}
-
 static int append_recipient(sg_manifest *m, const char *key_id,
                             const uint8_t wrapped[SG_WRAPPED_KEY_BYTES], sg_error *err)
 {
-    sg_manifest_recipient *r = grow(m->recipients, m->nrecipients, sizeof(*r));
+    sg_manifest_recipient *r = sg_array_grow(m->recipients, m->nrecipients, sizeof(*r));
     if (!r)
         return nomem(err);
     m->recipients = r;
@@ -148,7 +133,7 @@ int sg_manifest_add_recipient(sg_manifest *m, const sg_public_key *to,
 int sg_manifest_add_object(sg_manifest *m, const char *path, uint64_t size,
                            const uint8_t sha256[32], sg_error *err)
 {
-    sg_manifest_object *o = grow(m->objects, m->nobjects, sizeof(*o));
+    sg_manifest_object *o = sg_array_grow(m->objects, m->nobjects, sizeof(*o));
     char *copy;
     if (!o)
         return nomem(err);
@@ -177,7 +162,7 @@ static int dup_pair(char **a_out, char **b_out, const char *a, const char *b, sg
 
 int sg_manifest_add_setting(sg_manifest *m, const char *name, const char *value, sg_error *err)
 {
-    sg_manifest_setting *s = grow(m->settings, m->nsettings, sizeof(*s));
+    sg_manifest_setting *s = sg_array_grow(m->settings, m->nsettings, sizeof(*s));
     int rc;
     if (!s)
         return nomem(err);
@@ -192,7 +177,7 @@ int sg_manifest_add_setting(sg_manifest *m, const char *name, const char *value,
 int sg_manifest_add_sequence(sg_manifest *m, const char *schema, const char *name,
                              int64_t last_value, bool is_called, sg_error *err)
 {
-    sg_manifest_sequence *s = grow(m->sequences, m->nsequences, sizeof(*s));
+    sg_manifest_sequence *s = sg_array_grow(m->sequences, m->nsequences, sizeof(*s));
     int rc;
     if (!s)
         return nomem(err);
@@ -208,7 +193,7 @@ int sg_manifest_add_sequence(sg_manifest *m, const char *schema, const char *nam
 
 int sg_manifest_add_matview(sg_manifest *m, const char *qualified_name, sg_error *err)
 {
-    char **names = grow(m->refresh_matviews, m->nrefresh_matviews, sizeof(*names));
+    char **names = sg_array_grow(m->refresh_matviews, m->nrefresh_matviews, sizeof(*names));
     char *copy;
     if (!names)
         return nomem(err);
@@ -222,7 +207,7 @@ int sg_manifest_add_matview(sg_manifest *m, const char *qualified_name, sg_error
 int sg_manifest_add_table(sg_manifest_table **out, sg_manifest *m, uint32_t oid, const char *schema,
                           const char *name, sg_error *err)
 {
-    sg_manifest_table *t = grow(m->tables, m->ntables, sizeof(*t));
+    sg_manifest_table *t = sg_array_grow(m->tables, m->ntables, sizeof(*t));
     int rc;
     if (!t)
         return nomem(err);
@@ -240,7 +225,7 @@ int sg_manifest_add_table(sg_manifest_table **out, sg_manifest *m, uint32_t oid,
 int sg_manifest_table_add_column(sg_manifest_table *t, const char *name, const char *type,
                                  sg_error *err)
 {
-    sg_manifest_column *c = grow(t->columns, t->ncolumns, sizeof(*c));
+    sg_manifest_column *c = sg_array_grow(t->columns, t->ncolumns, sizeof(*c));
     int rc;
     if (!c)
         return nomem(err);
@@ -254,7 +239,7 @@ int sg_manifest_table_add_column(sg_manifest_table *t, const char *name, const c
 
 int sg_manifest_table_add_chunk(sg_manifest_table *t, const sg_manifest_chunk *chunk, sg_error *err)
 {
-    sg_manifest_chunk *c = grow(t->chunks, t->nchunks, sizeof(*c));
+    sg_manifest_chunk *c = sg_array_grow(t->chunks, t->nchunks, sizeof(*c));
     if (!c)
         return nomem(err);
     t->chunks = c;

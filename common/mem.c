@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,17 @@ void *sg_calloc(size_t count, size_t size)
 void *sg_realloc(void *ptr, size_t size)
 {
     return should_fail() ? NULL : realloc(ptr, size ? size : 1);
+}
+
+void *sg_array_grow(void *array, size_t count, size_t size)
+{
+    size_t cap;
+    if (count & (count - 1))
+        return array;
+    cap = count ? count * 2 : 1;
+    if (cap > SIZE_MAX / size)
+        return NULL;
+    return sg_realloc(array, cap * size);
 }
 
 char *sg_strndup(const char *s, size_t n)

@@ -64,7 +64,7 @@ void sg_format_size(char *out, size_t size, uint64_t bytes)
 
 static int list_append(sg_strlist *list, const char *item, sg_error *err)
 {
-    const char **grown = sg_realloc(list->items, (list->count + 1) * sizeof(*grown));
+    const char **grown = sg_array_grow(list->items, list->count, sizeof(*grown));
     if (!grown)
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     grown[list->count++] = item;

@@ -189,18 +189,8 @@ static int fsync_dir(file_writer *w, size_t len, sg_error *err)
 static int file_write(sg_writer *base, const void *data, size_t len, sg_error *err)
 {
     file_writer *w = (file_writer *)base;
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t n = write(w->fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return store_error(err, w->store, "write", w->key, w->tmp, errno);
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    int e = sg_write_all(w->fd, data, len);
+    return e ? store_error(err, w->store, "write", w->key, w->tmp, e) : 0;
 }
 
 static int file_close(sg_writer *base, sg_error *err)

@@ -101,21 +101,29 @@ typedef struct fd_writer {
     bool close_fd;
 } fd_writer;
 
-static int fd_write(sg_writer *base, const void *data, size_t len, sg_error *err)
+int sg_write_all(int fd, const void *data, size_t len)
 {
-    fd_writer *w = (fd_writer *)base;
     const uint8_t *p = data;
     while (len > 0) {
-        ssize_t n = write(w->fd, p, len);
+        ssize_t n = write(fd, p, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return sg_error_set(err, SG_E_IO, "cannot write to file descriptor %d: %s", w->fd,
-                                strerror(errno));
+            return errno;
         }
         p += n;
         len -= (size_t)n;
     }
+    return 0;
+}
+
+static int fd_write(sg_writer *base, const void *data, size_t len, sg_error *err)
+{
+    fd_writer *w = (fd_writer *)base;
+    int e = sg_write_all(w->fd, data, len);
+    if (e)
+        return sg_error_set(err, SG_E_IO, "cannot write to file descriptor %d: %s", w->fd,
+                            strerror(e));
     return 0;
 }
 

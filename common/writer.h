@@ -30,6 +30,9 @@ void sg_writer_free(sg_writer *w);
 /* Appends everything to `out` (not owned; must outlive the writer). */
 sg_writer *sg_buffer_writer_new(sg_buf *out);
 
+/* Writes all of data to fd, through short writes and EINTR; 0 or an errno. */
+int sg_write_all(int fd, const void *data, size_t len);
+
 /* Writes to a file descriptor; closes it on free if close_fd. */
 sg_writer *sg_fd_writer_new(int fd, bool close_fd);
 

@@ -10,7 +10,7 @@
 
 typedef struct list_ctx {
     sg_snapshot_entry *entries;
-    size_t count, cap;
+    size_t count;
     int rc;
     sg_error *err;
 } list_ctx;
@@ -43,16 +43,12 @@ static int on_object(void *arg, const char *key, uint64_t size)
             e = last;
     }
     if (!e) {
-        if (ctx->count == ctx->cap) {
-            size_t cap = ctx->cap ? ctx->cap * 2 : 16;
-            sg_snapshot_entry *grown = sg_realloc(ctx->entries, cap * sizeof(*grown));
-            if (!grown) {
-                ctx->rc = sg_error_set(ctx->err, SG_E_NOMEM, "out of memory");
-                return 1;
-            }
-            ctx->entries = grown;
-            ctx->cap = cap;
+        sg_snapshot_entry *entries = sg_array_grow(ctx->entries, ctx->count, sizeof(*entries));
+        if (!entries) {
+            ctx->rc = sg_error_set(ctx->err, SG_E_NOMEM, "out of memory");
+            return 1;
         }
+        ctx->entries = entries;
         e = &ctx->entries[ctx->count++];
         memset(e, 0, sizeof(*e));
         memcpy(e->shard, shard, shard_len);

@@ -88,9 +88,9 @@ typedef struct run {
 
     /* Results and the first error, under lock. */
     chunk_record *records;
-    size_t nrecords, records_cap;
+    size_t nrecords;
     pack_record *packs;
-    size_t npacks, packs_cap;
+    size_t npacks;
     atomic_int failed;
     sg_error error;
     PGcancel **cancels;
@@ -277,23 +277,17 @@ typedef struct sealer {
 static int record_pack(run *r, uint32_t number, uint64_t size, const uint8_t sha256[32],
                        sg_error *err)
 {
+    pack_record *packs;
     int rc = 0;
     pthread_mutex_lock(&r->lock);
-    if (r->npacks == r->packs_cap) {
-        size_t cap = r->packs_cap ? r->packs_cap * 2 : 8;
-        pack_record *grown = sg_realloc(r->packs, cap * sizeof(*grown));
-        if (!grown)
-            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-        else {
-            r->packs = grown;
-            r->packs_cap = cap;
-        }
-    }
-    if (rc == 0) {
-        r->packs[r->npacks].number = number;
-        r->packs[r->npacks].size = size;
-        memcpy(r->packs[r->npacks].sha256, sha256, 32);
+    if ((packs = sg_array_grow(r->packs, r->npacks, sizeof(*packs))) != NULL) {
+        r->packs = packs;
+        packs[r->npacks].number = number;
+        packs[r->npacks].size = size;
+        memcpy(packs[r->npacks].sha256, sha256, 32);
         r->npacks++;
+    } else {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
@@ -329,22 +323,16 @@ static int open_pack(sealer *s, sg_error *err)
 
 static int record_chunk(run *r, size_t table, const sg_manifest_chunk *where, sg_error *err)
 {
+    chunk_record *records;
     int rc = 0;
     pthread_mutex_lock(&r->lock);
-    if (r->nrecords == r->records_cap) {
-        size_t cap = r->records_cap ? r->records_cap * 2 : 64;
-        chunk_record *grown = sg_realloc(r->records, cap * sizeof(*grown));
-        if (!grown)
-            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-        else {
-            r->records = grown;
-            r->records_cap = cap;
-        }
-    }
-    if (rc == 0) {
-        r->records[r->nrecords].table = table;
-        r->records[r->nrecords].where = *where;
+    if ((records = sg_array_grow(r->records, r->nrecords, sizeof(*records))) != NULL) {
+        r->records = records;
+        records[r->nrecords].table = table;
+        records[r->nrecords].where = *where;
         r->nrecords++;
+    } else {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
