@@ -59,9 +59,10 @@ errlog=$(mktemp)
 trap 'rm -f "$errlog"' EXIT
 
 full_marker="$marker events=$events blobs=${blob_rows}x${blob_kib}KiB"
-existing=$(q -d postgres -v db="$db" \
-    -c "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :'db'" \
-    2>/dev/null || true)
+existing=$(q -d postgres -v db="$db" <<'SQL'
+SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :'db'
+SQL
+)
 if [ "$force" = 0 ] && [ "$existing" = "$full_marker" ]; then
     log "database $db already holds the benchmark data (use --force to rebuild)"
 else
