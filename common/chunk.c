@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "common/mem.h"
 #include "common/writer_impl.h"
@@ -19,21 +20,89 @@ size_t sg_chunk_ad(uint8_t out[SG_CHUNK_AD_MAX], const sg_chunk_ref *ref)
     return len < 0 ? 0 : (size_t)len >= SG_CHUNK_AD_MAX ? SG_CHUNK_AD_MAX - 1 : (size_t)len;
 }
 
-int sg_chunk_seal(sg_buf *out, const void *plain, const sg_chunk_ref *ref, const uint8_t *key,
-                  int level, sg_error *err)
+/* Sealing compresses a whole chunk at once rather than through a zstd
+ * writer: the chunk is already in memory, one-shot compression is faster
+ * than streaming, and the context is kept from chunk to chunk, where
+ * creating one per chunk costs page faults for its tables every time. */
+struct sg_chunk_sealer {
+    ZSTD_CCtx *cctx;
+    sg_buf compressed;
+};
+
+sg_chunk_sealer *sg_chunk_sealer_new(int level)
+{
+    sg_chunk_sealer *s = sg_calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    if (!(s->cctx = ZSTD_createCCtx()) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_checksumFlag, 1))) {
+        sg_chunk_sealer_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void sg_chunk_sealer_free(sg_chunk_sealer *sealer)
+{
+    if (!sealer)
+        return;
+    ZSTD_freeCCtx(sealer->cctx);
+    sg_buf_free(&sealer->compressed);
+    free(sealer);
+}
+
+int sg_chunk_sealer_compress(sg_chunk_sealer *sealer, uint64_t *sealed_size, const void *plain,
+                             size_t len, sg_error *err)
+{
+    size_t bound = ZSTD_compressBound(len), n;
+    int rc;
+    sg_buf_reset(&sealer->compressed);
+    if ((rc = sg_buf_reserve(&sealer->compressed, bound, err)) < 0)
+        return rc;
+    n = ZSTD_compress2(sealer->cctx, sealer->compressed.data, bound, plain, len);
+    if (ZSTD_isError(n))
+        return sg_error_set(err, SG_E_INTERNAL, "compressing a chunk failed: %s",
+                            ZSTD_getErrorName(n));
+    sealer->compressed.len = n;
+    *sealed_size = sg_sealed_size(n, SG_CHUNK_SEGMENT_SIZE);
+    return 0;
+}
+
+int sg_chunk_sealer_seal(sg_chunk_sealer *sealer, sg_writer *to, const sg_chunk_ref *ref,
+                         const uint8_t *key, sg_error *err)
 {
     uint8_t ad[SG_CHUNK_AD_MAX];
-    size_t ad_len = sg_chunk_ad(ad, ref), plain_len = ref->plain_size;
-    sg_writer *chain = sg_buffer_writer_new(out);
+    size_t ad_len = sg_chunk_ad(ad, ref);
+    sg_writer *chain = sg_seal_writer_new(to, key, ad, ad_len, SG_CHUNK_SEGMENT_SIZE);
     int rc;
-    chain = chain ? sg_seal_writer_new(chain, key, ad, ad_len, SG_CHUNK_SEGMENT_SIZE) : NULL;
-    chain = chain ? sg_zstd_writer_new(chain, level, 0) : NULL;
     if (!chain)
         return sg_error_set(err, SG_E_NOMEM, "out of memory sealing a chunk");
-    rc = sg_writer_write(chain, plain, plain_len, err);
+    rc = sg_writer_write(chain, sealer->compressed.data, sealer->compressed.len, err);
     if (rc == 0)
         rc = sg_writer_close(chain, err);
     sg_writer_free(chain);
+    return rc;
+}
+
+int sg_chunk_seal(sg_buf *out, const void *plain, const sg_chunk_ref *ref, const uint8_t *key,
+                  int level, sg_error *err)
+{
+    sg_chunk_sealer *sealer = sg_chunk_sealer_new(level);
+    sg_writer *to = sg_buffer_writer_new(out);
+    uint64_t sealed_size;
+    int rc;
+    if (!sealer || !to) {
+        sg_writer_free(to);
+        sg_chunk_sealer_free(sealer);
+        return sg_error_set(err, SG_E_NOMEM, "out of memory sealing a chunk");
+    }
+    rc = sg_chunk_sealer_compress(sealer, &sealed_size, plain, ref->plain_size, err);
+    if (rc == 0)
+        rc = sg_chunk_sealer_seal(sealer, to, ref, key, err);
+    else
+        sg_writer_free(to);
+    sg_chunk_sealer_free(sealer);
     return rc;
 }
 

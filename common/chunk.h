@@ -33,7 +33,25 @@ typedef struct sg_chunk_ref {
 /* Builds the associated data for a chunk. Returns its length. */
 size_t sg_chunk_ad(uint8_t out[SG_CHUNK_AD_MAX], const sg_chunk_ref *ref);
 
-/* Compresses and seals plain bytes into `out` (appended). */
+/* Reusable state for sealing chunks on one thread (a zstd context and a
+ * buffer): compress a chunk, learn its sealed size (a pack member's header
+ * needs it first), then seal it straight into its destination. */
+typedef struct sg_chunk_sealer sg_chunk_sealer;
+
+/* NULL when out of memory or the level is invalid. */
+sg_chunk_sealer *sg_chunk_sealer_new(int level);
+void sg_chunk_sealer_free(sg_chunk_sealer *sealer);
+
+/* Compresses len plain bytes (one zstd frame with a content checksum) and
+ * reports the size the sealed chunk will have. */
+int sg_chunk_sealer_compress(sg_chunk_sealer *sealer, uint64_t *sealed_size, const void *plain,
+                             size_t len, sg_error *err);
+
+/* Seals what was last compressed into `to` (owned: closed and freed). */
+int sg_chunk_sealer_seal(sg_chunk_sealer *sealer, sg_writer *to, const sg_chunk_ref *ref,
+                         const uint8_t *key, sg_error *err);
+
+/* Compresses and seals plain bytes into `out` (appended) in one call. */
 int sg_chunk_seal(sg_buf *out, const void *plain, const sg_chunk_ref *ref, const uint8_t *key,
                   int level, sg_error *err);
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/mem.h"
+#include "common/writer_impl.h"
 
 struct sg_pack_writer {
     struct archive *archive;
@@ -78,20 +79,57 @@ done:
     return rc;
 }
 
-int sg_pack_writer_add(sg_pack_writer *pack, const char *member, const void *data, size_t len,
-                       uint64_t *offset, sg_error *err)
+/* The data of one member: exactly the size its header declared. */
+typedef struct member_writer {
+    sg_writer base;
+    sg_pack_writer *pack;
+    uint64_t left;
+} member_writer;
+
+static int member_write(sg_writer *w, const void *data, size_t len, sg_error *err)
+{
+    member_writer *m = (member_writer *)w;
+    if (len > m->left)
+        return sg_error_set(err, SG_E_INTERNAL, "pack member is longer than its header says");
+    if (len > 0 && archive_write_data(m->pack->archive, data, len) != (la_ssize_t)len)
+        return archive_failure(m->pack, "writing a member to", err);
+    m->left -= len;
+    return 0;
+}
+
+static int member_close(sg_writer *w, sg_error *err)
+{
+    member_writer *m = (member_writer *)w;
+    if (m->left != 0)
+        return sg_error_set(err, SG_E_INTERNAL, "pack member is shorter than its header says");
+    /* Pads the member to the 512-byte tar record now, so the next member's
+     * header offset is known. */
+    if (archive_write_finish_entry(m->pack->archive) != ARCHIVE_OK)
+        return archive_failure(m->pack, "finishing a member of", err);
+    return 0;
+}
+
+static const sg_writer_vtable member_vtable = {"pack member", member_write, member_close, NULL};
+
+int sg_pack_writer_begin(sg_writer **out, sg_pack_writer *pack, const char *member, uint64_t size,
+                         uint64_t *offset, sg_error *err)
 {
     struct archive_entry *entry = NULL;
+    member_writer *m = NULL;
     int rc = 0;
+    *out = NULL;
     /* Names are made of OIDs. Anything else would go through the locale's
      * charset, and libarchive crashes on a name it cannot convert. */
     for (const char *p = member; *p; p++)
         if ((unsigned char)*p >= 0x80)
             return sg_error_set(err, SG_E_INTERNAL, "pack member name \"%s\" is not ASCII", member);
-    if (!(entry = archive_entry_new()))
-        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    if (!(entry = archive_entry_new()) ||
+        !(m = sg_writer_alloc(sizeof(*m), &member_vtable, NULL))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
     archive_entry_set_pathname_utf8(entry, member);
-    archive_entry_set_size(entry, (la_int64_t)len);
+    archive_entry_set_size(entry, (la_int64_t)size);
     archive_entry_set_filetype(entry, AE_IFREG);
     archive_entry_set_perm(entry, 0600);
     archive_entry_set_mtime(entry, time(NULL), 0);
@@ -100,16 +138,24 @@ int sg_pack_writer_add(sg_pack_writer *pack, const char *member, const void *dat
         goto done;
     }
     *offset = pack->written;
-    if (len > 0 && archive_write_data(pack->archive, data, len) != (la_ssize_t)len) {
-        rc = archive_failure(pack, "writing a member to", err);
-        goto done;
-    }
-    /* Pads the member to the 512-byte tar record now, so the next member's
-     * header offset is known. */
-    if (archive_write_finish_entry(pack->archive) != ARCHIVE_OK)
-        rc = archive_failure(pack, "finishing a member of", err);
+    m->pack = pack;
+    m->left = size;
+    *out = &m->base;
+    m = NULL;
 done:
+    sg_writer_free(m ? &m->base : NULL);
     archive_entry_free(entry);
+    return rc;
+}
+
+int sg_pack_writer_add(sg_pack_writer *pack, const char *member, const void *data, size_t len,
+                       uint64_t *offset, sg_error *err)
+{
+    sg_writer *w = NULL;
+    int rc = sg_pack_writer_begin(&w, pack, member, len, offset, err);
+    if (rc == 0 && (rc = sg_writer_write(w, data, len, err)) == 0)
+        rc = sg_writer_close(w, err);
+    sg_writer_free(w);
     return rc;
 }
 

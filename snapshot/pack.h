@@ -9,13 +9,22 @@
 
 #include "common/error.h"
 #include "common/store.h"
+#include "common/writer.h"
+#include "common/writer.h"
 
 typedef struct sg_pack_writer sg_pack_writer;
 
 /* Starts a pack at store key `key`; the object appears only on close. */
 int sg_pack_writer_new(sg_pack_writer **out, sg_store *store, const char *key, sg_error *err);
 
-/* Appends a member (an ASCII name); *offset is where its data starts in the
+/* Starts a member (an ASCII name) of `size` bytes and returns a writer for
+ * its data (close it, then free it; close fails unless exactly size bytes
+ * were written). *offset is where its data starts in the pack. Members are
+ * written one at a time. */
+int sg_pack_writer_begin(sg_writer **out, sg_pack_writer *pack, const char *member, uint64_t size,
+                         uint64_t *offset, sg_error *err);
+
+/* Appends a member from memory (an ASCII name); *offset is where its data starts in the
  * pack. */
 int sg_pack_writer_add(sg_pack_writer *pack, const char *member, const void *data, size_t len,
                        uint64_t *offset, sg_error *err);
