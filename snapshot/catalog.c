@@ -10,10 +10,11 @@
 
 /* Tables with data of their own: relkind 'r' covers plain tables and leaf
  * partitions (a partitioned parent is 'p' and holds nothing). Extension
- * members are left to CREATE EXTENSION, as pg_dump does. */
+ * members are left to CREATE EXTENSION, as pg_dump does. Sizes are read only
+ * once the tables are locked: pg_relation_size takes a lock of its own, and
+ * would wait unnamed behind DDL. */
 static const char tables_sql[] =
-    "SELECT c.oid, n.nspname, c.relname,"
-    "       pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int"
+    "SELECT c.oid, n.nspname, c.relname"
     "  FROM pg_catalog.pg_class c"
     "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.relkind = 'r' AND c.relpersistence <> 't'"
@@ -100,7 +101,6 @@ static int read_tables(sg_catalog *cat, PGconn *conn, sg_error *err)
         t->oid = (uint32_t)strtoul(PQgetvalue(res, (int)i, 0), NULL, 10);
         t->schema = sg_strdup(PQgetvalue(res, (int)i, 1));
         t->name = sg_strdup(PQgetvalue(res, (int)i, 2));
-        t->blocks = strtoull(PQgetvalue(res, (int)i, 3), NULL, 10);
         if (!t->schema || !t->name ||
             !(t->qualified = sg_pg_qualified_name(conn, t->schema, t->name))) {
             rc = nomem(err);
@@ -226,6 +226,34 @@ int sg_catalog_read(sg_catalog **out, PGconn *conn, sg_error *err)
     return 0;
 }
 
+/* Relation sizes in blocks, in the tables' order. */
+static int read_sizes(const sg_catalog *catalog, PGconn *conn, sg_error *err)
+{
+    sg_buf oids = {0};
+    PGresult *res = NULL;
+    const char *params[1];
+    int rc = sg_buf_append(&oids, "{", 1, err);
+    for (size_t i = 0; rc == 0 && i < catalog->ntables; i++) {
+        char one[16];
+        int n = snprintf(one, sizeof(one), "%s%u", i ? "," : "", catalog->tables[i].oid);
+        rc = sg_buf_append(&oids, one, (size_t)n, err);
+    }
+    if (rc == 0 && (rc = sg_buf_append(&oids, "}", 2, err)) == 0) {
+        params[0] = (const char *)oids.data;
+        rc = sg_pg_query_params(&res, conn,
+                                "SELECT pg_catalog.pg_relation_size(u.oid) /"
+                                "       pg_catalog.current_setting('block_size')::int"
+                                "  FROM pg_catalog.unnest($1::pg_catalog.oid[])"
+                                "       WITH ORDINALITY AS u(oid, i) ORDER BY u.i",
+                                1, params, err);
+    }
+    for (size_t i = 0; rc == 0 && i < catalog->ntables; i++)
+        catalog->tables[i].blocks = strtoull(PQgetvalue(res, (int)i, 0), NULL, 10);
+    PQclear(res);
+    sg_buf_free(&oids);
+    return rc;
+}
+
 int sg_catalog_lock_tables(const sg_catalog *catalog, PGconn *conn, sg_error *err)
 {
     for (size_t i = 0; i < catalog->ntables; i++) {
@@ -248,7 +276,7 @@ int sg_catalog_lock_tables(const sg_catalog *catalog, PGconn *conn, sg_error *er
             return rc;
         }
     }
-    return 0;
+    return read_sizes(catalog, conn, err);
 }
 
 static void free_strings(char **items, size_t count)

@@ -47,7 +47,7 @@ typedef struct sg_catalog {
 int sg_catalog_read(sg_catalog **out, PGconn *conn, sg_error *err);
 
 /* Takes ACCESS SHARE locks on every table (the transaction's lock_timeout
- * applies), so concurrent DDL cannot break the copy. */
+ * applies), so concurrent DDL cannot break the copy, then reads their sizes. */
 int sg_catalog_lock_tables(const sg_catalog *catalog, PGconn *conn, sg_error *err);
 
 void sg_catalog_free(sg_catalog *catalog);

@@ -271,6 +271,29 @@ static char *task_sql(run *r, const copy_task *t)
                        tab->select_list, tab->qualified, t->first_block, t->end_block);
 }
 
+/* A worker locks each table it copies with NOWAIT, as pg_dump's workers do:
+ * if DDL asked for an ACCESS EXCLUSIVE lock after the coordinator locked the
+ * table, a waiting worker would queue behind it while it waits for the
+ * coordinator, which waits for the worker: a deadlock no server can see. */
+static int lock_for_copy(reader *rd, const sg_catalog_table *tab, sg_error *err)
+{
+    char *sql = sg_asprintf("LOCK TABLE %s IN ACCESS SHARE MODE NOWAIT", tab->qualified);
+    int rc;
+    if (!sql)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    rc = sg_pg_exec(rd->conn, sql, err);
+    free(sql);
+    if (rc < 0 && strstr(err->detail, "SQLSTATE 55P03")) {
+        sg_error_set(err, SG_E_DB,
+                     "cannot copy table %s: another session is waiting for an exclusive lock on it",
+                     tab->qualified);
+        sg_error_detail(err, "DDL (ALTER TABLE, DROP, TRUNCATE, ...) on the table began after the "
+                             "snapshot locked it; waiting for it would deadlock the snapshot");
+        sg_error_hint(err, "take the snapshot again once the DDL is done");
+    }
+    return rc;
+}
+
 static void *reader_main(void *arg)
 {
     reader *rd = arg;
@@ -287,14 +310,16 @@ static void *reader_main(void *arg)
             break;
         }
         rd->table = t->table;
-        rc = sg_pg_copy_out(rd->conn, sql, on_rows, rd, &err);
+        rc = lock_for_copy(rd, &r->catalog->tables[t->table], &err);
+        if (rc == 0)
+            rc = sg_pg_copy_out(rd->conn, sql, on_rows, rd, &err);
         free(sql);
         if (rc == 0 && rd->chunk && rd->chunk->data.len > 0)
             rc = hand_off(rd, &err);
         chunk_free(rd->chunk);
         rd->chunk = NULL;
         if (rc < 0) {
-            if (rc != SG_E_INTERRUPTED)
+            if (rc != SG_E_INTERRUPTED && !strstr(err.message, "cannot copy table"))
                 sg_error_prefix(&err, "copying table %s", r->catalog->tables[t->table].qualified);
             fail(r, &err);
             break;
@@ -528,7 +553,8 @@ static int connect_reader(run *r, PGconn **out, sg_error *err)
 static int start_schema_dump(run *r, sg_proc **proc, const char *path, int server_version,
                              sg_error *err)
 {
-    char *pg_dump = NULL, *snapshot_arg = NULL, *file_arg = NULL, *dbname_arg = NULL;
+    char *pg_dump = NULL, *snapshot_arg = NULL, *file_arg = NULL, *dbname_arg = NULL,
+         *lock_arg = NULL;
     int rc;
     if ((rc = sg_pg_tool_find(&pg_dump, "pg_dump", server_version / 10000, r->opts->pg_bindir,
                               err)) < 0)
@@ -536,17 +562,22 @@ static int start_schema_dump(run *r, sg_proc **proc, const char *path, int serve
     snapshot_arg = sg_asprintf("--snapshot=%s", r->export_name);
     file_arg = sg_asprintf("--file=%s", path);
     dbname_arg = sg_asprintf("--dbname=%s", r->opts->dsn);
-    if (!snapshot_arg || !file_arg || !dbname_arg) {
+    /* pg_dump locks every table again; like the readers, it must not wait
+     * behind DDL that waits behind the coordinator. */
+    lock_arg = sg_asprintf("--lock-wait-timeout=%d", r->opts->lock_timeout_ms);
+    if (!snapshot_arg || !file_arg || !dbname_arg || !lock_arg) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     } else {
-        const char *argv[] = {pg_dump,      "--schema-only", "--format=custom", "--no-sync",
-                              snapshot_arg, file_arg,        dbname_arg,        NULL};
+        const char *argv[] = {pg_dump,     "--schema-only", "--format=custom",
+                              "--no-sync", snapshot_arg,    file_arg,
+                              dbname_arg,  lock_arg,        NULL};
         rc = sg_proc_start(proc, argv, err);
     }
     free(pg_dump);
     free(snapshot_arg);
     free(file_arg);
     free(dbname_arg);
+    free(lock_arg);
     return rc;
 }
 
