@@ -137,10 +137,22 @@ int sg_pg_exec(PGconn *conn, const char *sql, sg_error *err)
     return rc;
 }
 
-int sg_pg_pin_settings(PGconn *conn, sg_error *err)
+/* Not part of the canonical text, but every session needs them, as pg_dump
+ * sets them too: a role's statement_timeout must not cancel a long COPY, an
+ * idle_in_transaction_session_timeout must not end the coordinator's
+ * transaction (and its exported snapshot) while the readers work, and row
+ * security must make a filtered table an error rather than silently copy or
+ * check part of it. */
+static const sg_pg_setting session_settings[] = {
+    {"statement_timeout", "0"},
+    {"idle_in_transaction_session_timeout", "0"},
+    {"row_security", "off"},
+};
+
+static int set_all(PGconn *conn, const sg_pg_setting *settings, size_t count, sg_error *err)
 {
-    for (size_t i = 0; i < sg_pg_pinned_settings_count; i++) {
-        const char *params[] = {sg_pg_pinned_settings[i].name, sg_pg_pinned_settings[i].value};
+    for (size_t i = 0; i < count; i++) {
+        const char *params[] = {settings[i].name, settings[i].value};
         PGresult *res = NULL;
         int rc = sg_pg_query_params(&res, conn, "SELECT pg_catalog.set_config($1, $2, false)", 2,
                                     params, err);
@@ -149,6 +161,14 @@ int sg_pg_pin_settings(PGconn *conn, sg_error *err)
             return rc;
     }
     return 0;
+}
+
+int sg_pg_pin_settings(PGconn *conn, sg_error *err)
+{
+    int rc = set_all(conn, sg_pg_pinned_settings, sg_pg_pinned_settings_count, err);
+    return rc < 0 ? rc
+                  : set_all(conn, session_settings,
+                            sizeof(session_settings) / sizeof(session_settings[0]), err);
 }
 
 char *sg_pg_qualified_name(PGconn *conn, const char *schema, const char *name)

@@ -37,7 +37,9 @@ int sg_pg_query(PGresult **out, PGconn *conn, const char *sql, sg_error *err);
 int sg_pg_query_params(PGresult **out, PGconn *conn, const char *sql, int nparams,
                        const char *const *params, sg_error *err);
 
-/* SETs every pinned setting on the session. */
+/* SETs every pinned setting on the session, and the settings every shardgate
+ * session runs under: no statement or idle-in-transaction timeout, row
+ * security off (a table it would filter is an error, not a partial copy). */
 int sg_pg_pin_settings(PGconn *conn, sg_error *err);
 
 /* "schema"."name" quoted with libpq; NULL on allocation failure; free(). */

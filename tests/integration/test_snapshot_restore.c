@@ -155,6 +155,35 @@ START_TEST(uri_and_libpq_environment_are_honoured)
 }
 END_TEST
 
+START_TEST(role_and_database_timeouts_do_not_break_a_run)
+{
+    /* Production roles often carry short timeouts; a snapshot's COPY and its
+     * idle coordinator must not be cut short by them. */
+    char *db = sgt_pg_create_db(pg, "timeouts"), *target = sgt_pg_create_db(pg, "timeouts_copy");
+    char dbname[128], sql[512];
+    sgt_pg_exec(
+        db, "CREATE TABLE t (id int PRIMARY KEY, v text);"
+            "INSERT INTO t SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 200000) g");
+    for (int i = 0; i < 2; i++) {
+        conninfo_value(dbname, sizeof(dbname), i ? target : db, "dbname=");
+        snprintf(sql, sizeof(sql),
+                 "ALTER DATABASE %s SET statement_timeout = '5ms';"
+                 "ALTER DATABASE %s SET idle_in_transaction_session_timeout = '5ms'",
+                 dbname, dbname);
+        sgt_pg_exec(source, sql);
+    }
+    const char *snap[] = {"shardgate", "snapshot", "--dsn",   db,         "--store", store,
+                          "--key",     owner_key,  "--shard", "timeouts", NULL};
+    free(sgt_shardgate(0, snap));
+    const char *restore[] = {"shardgate", "restore", "--store",         store,
+                             "--key",     owner_key, "--trust",         owner_pub,
+                             "--target",  target,    "timeouts/latest", NULL};
+    free(sgt_shardgate(0, restore));
+    free(db);
+    free(target);
+}
+END_TEST
+
 START_TEST(snapshots_lists_the_snapshot_as_complete)
 {
     const char *argv[] = {"shardgate", "snapshots", "--store", store, NULL};
@@ -205,6 +234,7 @@ static Suite *suite(void)
     tcase_add_test(tc, restore_with_one_job_and_latest);
     tcase_add_test(tc, snapshots_lists_the_snapshot_as_complete);
     tcase_add_test(tc, uri_and_libpq_environment_are_honoured);
+    tcase_add_test(tc, role_and_database_timeouts_do_not_break_a_run);
     tcase_add_test(tc, verify_passes_at_every_level);
     tcase_add_test(tc, snapshot_json_summary_counts_rows);
     suite_add_tcase(s, tc);
