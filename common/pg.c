@@ -62,17 +62,46 @@ static void trim_newline(char *s)
         s[--len] = '\0';
 }
 
+/* Not part of the canonical text, but every session needs them, as pg_dump
+ * sets them too: a role's statement_timeout must not cancel a long COPY, an
+ * idle_in_transaction_session_timeout must not end the coordinator's
+ * transaction (and its exported snapshot) while the readers work, and row
+ * security must make a filtered table an error rather than silently copy or
+ * check part of it. Given at connection start, they hold from the first
+ * statement on. */
+static const char session_options[] =
+    "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c row_security=off";
+
+char *sg_pg_session_options(const char *dsn)
+{
+    PQconninfoOption *opts = dsn ? PQconninfoParse(dsn, NULL) : NULL;
+    const char *user = getenv("PGOPTIONS");
+    char *out;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "options") == 0 && o->val && *o->val)
+            user = o->val;
+    /* The user's options come first and ours last: a later -c wins. */
+    out = sg_asprintf("%s%s%s", user ? user : "", user && *user ? " " : "", session_options);
+    PQconninfoFree(opts);
+    return out;
+}
+
 int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err)
 {
-    const char *keys[] = {"dbname", "application_name", "fallback_application_name", NULL};
-    const char *vals[] = {dsn, NULL, "shardgate", NULL};
+    const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
+    const char *vals[] = {dsn, "shardgate", NULL, NULL};
     PGconn *conn;
-    char *redacted;
+    char *redacted, *options;
     char msg[512];
     *out = NULL;
+    if (!(options = sg_pg_session_options(dsn)))
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    vals[2] = options;
     /* expand_dbname=1: dsn may be a keyword string or a URI, and PG* variables
-     * and the password file still fill in whatever it leaves out. */
+     * and the password file still fill in whatever it leaves out; keywords
+     * after dbname override it, so options carries the dsn's own too. */
     conn = PQconnectdbParams(keys, vals, 1);
+    free(options);
     if (conn && PQstatus(conn) == CONNECTION_OK) {
         *out = conn;
         return 0;
@@ -137,18 +166,6 @@ int sg_pg_exec(PGconn *conn, const char *sql, sg_error *err)
     return rc;
 }
 
-/* Not part of the canonical text, but every session needs them, as pg_dump
- * sets them too: a role's statement_timeout must not cancel a long COPY, an
- * idle_in_transaction_session_timeout must not end the coordinator's
- * transaction (and its exported snapshot) while the readers work, and row
- * security must make a filtered table an error rather than silently copy or
- * check part of it. */
-static const sg_pg_setting session_settings[] = {
-    {"statement_timeout", "0"},
-    {"idle_in_transaction_session_timeout", "0"},
-    {"row_security", "off"},
-};
-
 static int set_all(PGconn *conn, const sg_pg_setting *settings, size_t count, sg_error *err)
 {
     for (size_t i = 0; i < count; i++) {
@@ -165,10 +182,7 @@ static int set_all(PGconn *conn, const sg_pg_setting *settings, size_t count, sg
 
 int sg_pg_pin_settings(PGconn *conn, sg_error *err)
 {
-    int rc = set_all(conn, sg_pg_pinned_settings, sg_pg_pinned_settings_count, err);
-    return rc < 0 ? rc
-                  : set_all(conn, session_settings,
-                            sizeof(session_settings) / sizeof(session_settings[0]), err);
+    return set_all(conn, sg_pg_pinned_settings, sg_pg_pinned_settings_count, err);
 }
 
 char *sg_pg_qualified_name(PGconn *conn, const char *schema, const char *name)

@@ -20,9 +20,16 @@ extern const sg_pg_setting sg_pg_pinned_settings[];
 extern const size_t sg_pg_pinned_settings_count;
 
 /* Connects with a libpq connection string or URI (environment variables and
- * the password file work as usual). `what` names the connection in errors,
- * e.g. "source database". The DSN in messages never shows a password. */
+ * the password file work as usual), with sg_pg_session_options. `what` names the connection in
+ * errors, e.g. "source database". The DSN in messages never shows a password. */
 int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err);
+
+/* The server options every shardgate session starts with (no statement or
+ * idle-in-transaction timeout, row security off, so a table it would filter
+ * is an error rather than a partial copy), after the dsn's own options or
+ * PGOPTIONS: for sg_pg_connect, and for pg_dump and pg_restore as their
+ * PGOPTIONS. NULL when out of memory. */
+char *sg_pg_session_options(const char *dsn);
 
 /* A copy of dsn with any password removed, for messages. Never NULL. */
 char *sg_pg_redact_dsn(const char *dsn);
@@ -37,9 +44,7 @@ int sg_pg_query(PGresult **out, PGconn *conn, const char *sql, sg_error *err);
 int sg_pg_query_params(PGresult **out, PGconn *conn, const char *sql, int nparams,
                        const char *const *params, sg_error *err);
 
-/* SETs every pinned setting on the session, and the settings every shardgate
- * session runs under: no statement or idle-in-transaction timeout, row
- * security off (a table it would filter is an error, not a partial copy). */
+/* SETs every pinned setting on the session. */
 int sg_pg_pin_settings(PGconn *conn, sg_error *err);
 
 /* "schema"."name" quoted with libpq; NULL on allocation failure; free(). */

@@ -214,12 +214,14 @@ static int start_pg_restore(sg_proc **out, restore_run *r, const char *dump_path
     argv[n++] = dump_path;
     argv[n] = NULL;
     /* Index builds sort in maintenance_work_mem: the server's default (64 MB)
-     * spills large ones to disk. Added to the user's own PGOPTIONS. */
+     * spills large ones to disk. After the session options and the user's. */
     {
-        const char *user = getenv("PGOPTIONS");
-        char *options = sg_asprintf("%s%s-c maintenance_work_mem=%" PRIu64 "kB", user ? user : "",
-                                    user && *user ? " " : "", r->opts->maintenance_work_mem / 1024);
+        char *session = sg_pg_session_options(r->opts->target);
+        char *options = session ? sg_asprintf("%s -c maintenance_work_mem=%" PRIu64 "kB", session,
+                                              r->opts->maintenance_work_mem / 1024)
+                                : NULL;
         env = options ? sg_env_with("PGOPTIONS", options) : NULL;
+        free(session);
         free(options);
         if (!env) {
             rc = sg_error_set(err, SG_E_NOMEM, "out of memory");

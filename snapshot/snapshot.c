@@ -554,7 +554,8 @@ static int start_schema_dump(run *r, sg_proc **proc, const char *path, int serve
                              sg_error *err)
 {
     char *pg_dump = NULL, *snapshot_arg = NULL, *file_arg = NULL, *dbname_arg = NULL,
-         *lock_arg = NULL;
+         *lock_arg = NULL, *options = NULL;
+    char **env = NULL;
     int rc;
     if ((rc = sg_pg_tool_find(&pg_dump, "pg_dump", server_version / 10000, r->opts->pg_bindir,
                               err)) < 0)
@@ -565,19 +566,23 @@ static int start_schema_dump(run *r, sg_proc **proc, const char *path, int serve
     /* pg_dump locks every table again; like the readers, it must not wait
      * behind DDL that waits behind the coordinator. */
     lock_arg = sg_asprintf("--lock-wait-timeout=%d", r->opts->lock_timeout_ms);
-    if (!snapshot_arg || !file_arg || !dbname_arg || !lock_arg) {
+    options = sg_pg_session_options(r->opts->dsn);
+    env = options ? sg_env_with("PGOPTIONS", options) : NULL;
+    if (!snapshot_arg || !file_arg || !dbname_arg || !lock_arg || !env) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     } else {
         const char *argv[] = {pg_dump,     "--schema-only", "--format=custom",
                               "--no-sync", snapshot_arg,    file_arg,
                               dbname_arg,  lock_arg,        NULL};
-        rc = sg_proc_start(proc, argv, err);
+        rc = sg_proc_start_env(proc, argv, env, err);
     }
     free(pg_dump);
     free(snapshot_arg);
     free(file_arg);
     free(dbname_arg);
     free(lock_arg);
+    free(options);
+    sg_env_free(env);
     return rc;
 }
 

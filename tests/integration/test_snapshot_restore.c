@@ -167,8 +167,8 @@ START_TEST(role_and_database_timeouts_do_not_break_a_run)
     for (int i = 0; i < 2; i++) {
         conninfo_value(dbname, sizeof(dbname), i ? target : db, "dbname=");
         snprintf(sql, sizeof(sql),
-                 "ALTER DATABASE %s SET statement_timeout = '5ms';"
-                 "ALTER DATABASE %s SET idle_in_transaction_session_timeout = '5ms'",
+                 "ALTER DATABASE %s SET statement_timeout = '50ms';"
+                 "ALTER DATABASE %s SET idle_in_transaction_session_timeout = '50ms'",
                  dbname, dbname);
         sgt_pg_exec(source, sql);
     }
