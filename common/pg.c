@@ -1,10 +1,13 @@
 #include "common/pg.h"
 
+#include <sodium.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/buf.h"
 #include "common/mem.h"
+#include "common/proc.h"
 
 const sg_pg_setting sg_pg_pinned_settings[] = {
     {"DateStyle", "ISO"},        {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
@@ -14,43 +17,46 @@ const sg_pg_setting sg_pg_pinned_settings[] = {
 const size_t sg_pg_pinned_settings_count =
     sizeof(sg_pg_pinned_settings) / sizeof(sg_pg_pinned_settings[0]);
 
+/* Writes the options back as a keyword string, values quoted as libpq
+ * reads them, the password shown as ***** or left out. */
+static char *conninfo_string(const PQconninfoOption *opts, bool show_password)
+{
+    sg_buf buf = {0};
+    char *out = NULL;
+    int rc = 0;
+    for (const PQconninfoOption *o = opts; rc == 0 && o->keyword; o++) {
+        bool password = strcmp(o->keyword, "password") == 0;
+        if (!o->val || !*o->val || (password && !show_password))
+            continue;
+        if (buf.len)
+            rc = sg_buf_append(&buf, " ", 1, NULL);
+        if (rc == 0)
+            rc = sg_buf_append(&buf, o->keyword, strlen(o->keyword), NULL);
+        if (rc == 0)
+            rc = sg_buf_append(&buf, "='", 2, NULL);
+        for (const char *v = password ? "*****" : o->val; rc == 0 && *v; v++) {
+            if (*v == '\\' || *v == '\'')
+                rc = sg_buf_append(&buf, "\\", 1, NULL);
+            if (rc == 0)
+                rc = sg_buf_append(&buf, v, 1, NULL);
+        }
+        if (rc == 0)
+            rc = sg_buf_append(&buf, "'", 1, NULL);
+    }
+    if (rc == 0 && sg_buf_terminate(&buf, NULL) == 0)
+        out = sg_strdup(buf.data ? (const char *)buf.data : "");
+    sg_buf_free(&buf);
+    return out;
+}
+
 char *sg_pg_redact_dsn(const char *dsn)
 {
     PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
-    char *out = NULL;
-    size_t len = 0, cap = 0;
-    static const char unknown[] = "(unparsable connection string)";
+    char *out;
     if (!opts)
-        return sg_strdup(unknown);
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        char *part;
-        size_t plen;
-        if (!o->val || !*o->val)
-            continue;
-        part = strcmp(o->keyword, "password") == 0 ? sg_asprintf("%s=*****", o->keyword)
-                                                   : sg_asprintf("%s=%s", o->keyword, o->val);
-        if (!part)
-            break;
-        plen = strlen(part);
-        if (len + plen + 2 > cap) {
-            size_t ncap = (len + plen + 2) * 2;
-            char *grown = sg_realloc(out, ncap);
-            if (!grown) {
-                free(part);
-                break;
-            }
-            out = grown;
-            cap = ncap;
-        }
-        if (len)
-            out[len++] = ' ';
-        memcpy(out + len, part, plen + 1);
-        len += plen;
-        free(part);
-    }
+        return sg_strdup("(unparsable connection string)");
+    out = conninfo_string(opts, true);
     PQconninfoFree(opts);
-    if (!out)
-        out = sg_strdup("(defaults)");
     return out;
 }
 
@@ -84,6 +90,60 @@ char *sg_pg_session_options(const char *dsn)
     out = sg_asprintf("%s%s%s", user ? user : "", user && *user ? " " : "", session_options);
     PQconninfoFree(opts);
     return out;
+}
+
+int sg_pg_child_prepare(sg_pg_child *out, const char *dsn, const char *extra_options, sg_error *err)
+{
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+    const char *password = NULL;
+    char *options = NULL, *stripped = NULL;
+    const char *set[3];
+    size_t nset = 0;
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    if (!opts) {
+        rc = sg_error_set(err, SG_E_USAGE, "invalid connection string");
+        goto done;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+            password = o->val;
+    /* A password goes by environment, never on a command line that every
+     * local user can read in the process list. */
+    if (!(stripped = conninfo_string(opts, false)) ||
+        !(out->dbname_arg = sg_asprintf("--dbname=%s", stripped)) ||
+        !(options = sg_pg_session_options(dsn)) ||
+        !(out->options_var = sg_asprintf("PGOPTIONS=%s%s%s", options, extra_options ? " " : "",
+                                         extra_options ? extra_options : "")) ||
+        (password && !(out->password_var = sg_asprintf("PGPASSWORD=%s", password)))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    set[nset++] = out->options_var;
+    if (out->password_var)
+        set[nset++] = out->password_var;
+    set[nset] = NULL;
+    if (!(out->env = sg_env_with(set)))
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+done:
+    if (rc < 0)
+        sg_pg_child_free(out);
+    PQconninfoFree(opts);
+    free(options);
+    free(stripped);
+    return rc;
+}
+
+void sg_pg_child_free(sg_pg_child *child)
+{
+    free(child->dbname_arg);
+    free(child->env);
+    free(child->options_var);
+    if (child->password_var) {
+        sodium_memzero(child->password_var, strlen(child->password_var));
+        free(child->password_var);
+    }
+    memset(child, 0, sizeof(*child));
 }
 
 int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err)

@@ -31,7 +31,23 @@ int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err
  * PGOPTIONS. NULL when out of memory. */
 char *sg_pg_session_options(const char *dsn);
 
-/* A copy of dsn with any password removed, for messages. Never NULL. */
+/* What pg_dump or pg_restore needs to reach the same database as dsn: a
+ * --dbname argument without the password, and an environment that carries
+ * the password (PGPASSWORD) and the session options plus extra_options
+ * (PGOPTIONS). */
+typedef struct sg_pg_child {
+    char *dbname_arg;
+    char **env;
+    char *options_var;
+    char *password_var;
+} sg_pg_child;
+
+int sg_pg_child_prepare(sg_pg_child *out, const char *dsn, const char *extra_options,
+                        sg_error *err);
+void sg_pg_child_free(sg_pg_child *child);
+
+/* A copy of dsn with any password replaced by *****, for messages; NULL
+ * when out of memory. */
 char *sg_pg_redact_dsn(const char *dsn);
 
 /* Runs SQL that returns no rows (or whose rows are ignored). */

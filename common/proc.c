@@ -5,6 +5,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,33 +168,28 @@ int sg_proc_run_env(const char *const argv[], char *const envp[], const char *wh
     return rc < 0 ? rc : sg_proc_wait(proc, what, err);
 }
 
-char **sg_env_with(const char *name, const char *value)
+char **sg_env_with(const char *const set[])
 {
-    size_t n = 0, len = strlen(name), out = 0;
+    size_t n = 0, nset = 0, out = 0;
     char **env;
     while (environ[n])
         n++;
-    if (!(env = sg_calloc(n + 2, sizeof(char *))))
+    while (set[nset])
+        nset++;
+    if (!(env = sg_calloc(n + nset + 1, sizeof(char *))))
         return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!(strncmp(environ[i], name, len) == 0 && environ[i][len] == '='))
+    for (size_t i = 0; i < n; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < nset && !replaced; j++) {
+            size_t len = strcspn(set[j], "=");
+            replaced = strncmp(environ[i], set[j], len) == 0 && environ[i][len] == '=';
+        }
+        if (!replaced)
             env[out++] = environ[i];
-    if (!(env[out] = sg_asprintf("%s=%s", name, value))) {
-        free(env);
-        return NULL;
     }
+    for (size_t j = 0; j < nset; j++)
+        env[out++] = (char *)set[j];
     return env;
-}
-
-void sg_env_free(char **env)
-{
-    size_t n = 0;
-    if (!env)
-        return;
-    while (env[n + 1])
-        n++;
-    free(env[n]); /* the one entry sg_env_with made; the rest are environ's */
-    free(env);
 }
 
 int sg_pg_tool_find(char **out, const char *tool, int major, const char *bindir, sg_error *err)

@@ -27,10 +27,11 @@ void sg_proc_kill(sg_proc *proc);
 int sg_proc_run(const char *const argv[], const char *what, sg_error *err);
 int sg_proc_run_env(const char *const argv[], char *const envp[], const char *what, sg_error *err);
 
-/* A copy of this process's environment with NAME set to value (replacing
- * it), for a child; NULL when out of memory. Free with sg_env_free. */
-char **sg_env_with(const char *name, const char *value);
-void sg_env_free(char **env);
+/* This process's environment with the "NAME=VALUE" entries of the
+ * NULL-terminated set added or replacing, for a child; NULL when out of
+ * memory. The array points at environ's strings and set's (which must
+ * outlive it): free() only the array. */
+char **sg_env_with(const char *const set[]);
 
 /* Finds a PostgreSQL client program for a server of `major` version:
  * bindir if given, then /usr/lib/postgresql/MAJOR/bin, then PATH. Returns a

@@ -192,49 +192,38 @@ static int start_pg_restore(sg_proc **out, restore_run *r, const char *dump_path
 {
     char *tool = NULL, *section_arg = sg_asprintf("--section=%s", section),
          *jobs_arg = sg_asprintf("--jobs=%d", jobs),
-         *db_arg = sg_asprintf("--dbname=%s", r->opts->target);
+         /* Index builds sort in maintenance_work_mem: the server's default
+          * (64 MB) spills large ones to disk. */
+             *memory = sg_asprintf("-c maintenance_work_mem=%" PRIu64 "kB",
+                                   r->opts->maintenance_work_mem / 1024);
+    sg_pg_child child = {0};
     const char *argv[10];
-    char **env = NULL;
     size_t n = 0;
     int rc;
-    if (!section_arg || !jobs_arg || !db_arg) {
+    if (!section_arg || !jobs_arg || !memory) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
         goto done;
     }
     if ((rc = sg_pg_tool_find(&tool, "pg_restore", r->access->manifest->server_version_num / 10000,
-                              r->opts->pg_bindir, err)) < 0)
+                              r->opts->pg_bindir, err)) < 0 ||
+        (rc = sg_pg_child_prepare(&child, r->opts->target, memory, err)) < 0)
         goto done;
     argv[n++] = tool;
     argv[n++] = "--exit-on-error";
     argv[n++] = section_arg;
     argv[n++] = jobs_arg;
-    argv[n++] = db_arg;
+    argv[n++] = child.dbname_arg;
     if (r->opts->no_owner)
         argv[n++] = "--no-owner";
     argv[n++] = dump_path;
     argv[n] = NULL;
-    /* Index builds sort in maintenance_work_mem: the server's default (64 MB)
-     * spills large ones to disk. After the session options and the user's. */
-    {
-        char *session = sg_pg_session_options(r->opts->target);
-        char *options = session ? sg_asprintf("%s -c maintenance_work_mem=%" PRIu64 "kB", session,
-                                              r->opts->maintenance_work_mem / 1024)
-                                : NULL;
-        env = options ? sg_env_with("PGOPTIONS", options) : NULL;
-        free(session);
-        free(options);
-        if (!env) {
-            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-            goto done;
-        }
-    }
-    rc = sg_proc_start_env(out, argv, env, err);
+    rc = sg_proc_start_env(out, argv, child.env, err);
 done:
-    sg_env_free(env);
+    sg_pg_child_free(&child);
     free(tool);
     free(section_arg);
     free(jobs_arg);
-    free(db_arg);
+    free(memory);
     return rc;
 }
 

@@ -553,36 +553,32 @@ static int connect_reader(run *r, PGconn **out, sg_error *err)
 static int start_schema_dump(run *r, sg_proc **proc, const char *path, int server_version,
                              sg_error *err)
 {
-    char *pg_dump = NULL, *snapshot_arg = NULL, *file_arg = NULL, *dbname_arg = NULL,
-         *lock_arg = NULL, *options = NULL;
-    char **env = NULL;
+    char *pg_dump = NULL, *snapshot_arg = NULL, *file_arg = NULL, *lock_arg = NULL;
+    sg_pg_child child = {0};
     int rc;
     if ((rc = sg_pg_tool_find(&pg_dump, "pg_dump", server_version / 10000, r->opts->pg_bindir,
-                              err)) < 0)
-        return rc;
+                              err)) < 0 ||
+        (rc = sg_pg_child_prepare(&child, r->opts->dsn, NULL, err)) < 0)
+        goto done;
     snapshot_arg = sg_asprintf("--snapshot=%s", r->export_name);
     file_arg = sg_asprintf("--file=%s", path);
-    dbname_arg = sg_asprintf("--dbname=%s", r->opts->dsn);
     /* pg_dump locks every table again; like the readers, it must not wait
      * behind DDL that waits behind the coordinator. */
     lock_arg = sg_asprintf("--lock-wait-timeout=%d", r->opts->lock_timeout_ms);
-    options = sg_pg_session_options(r->opts->dsn);
-    env = options ? sg_env_with("PGOPTIONS", options) : NULL;
-    if (!snapshot_arg || !file_arg || !dbname_arg || !lock_arg || !env) {
+    if (!snapshot_arg || !file_arg || !lock_arg) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     } else {
-        const char *argv[] = {pg_dump,     "--schema-only", "--format=custom",
-                              "--no-sync", snapshot_arg,    file_arg,
-                              dbname_arg,  lock_arg,        NULL};
-        rc = sg_proc_start_env(proc, argv, env, err);
+        const char *argv[] = {pg_dump,     "--schema-only",  "--format=custom",
+                              "--no-sync", snapshot_arg,     file_arg,
+                              lock_arg,    child.dbname_arg, NULL};
+        rc = sg_proc_start_env(proc, argv, child.env, err);
     }
+done:
     free(pg_dump);
     free(snapshot_arg);
     free(file_arg);
-    free(dbname_arg);
     free(lock_arg);
-    free(options);
-    sg_env_free(env);
+    sg_pg_child_free(&child);
     return rc;
 }
 

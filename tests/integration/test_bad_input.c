@@ -348,7 +348,7 @@ START_TEST(unreachable_database_is_reported)
     char path[512];
     const char *url = copy_store("unreachable", path);
     const char *dsn = "host=127.0.0.1 port=1 dbname=nowhere connect_timeout=3";
-    const char *want[] = {"cannot connect to the source database", "port=1", NULL};
+    const char *want[] = {"cannot connect to the source database", "port='1'", NULL};
     const char *argv[] = {"shardgate", "snapshot", "--dsn",   dsn,    "--store", url,
                           "--key",     owner_key,  "--shard", "gone", NULL};
     free(sgt_shardgate_fails(EXIT_DB, argv, want));

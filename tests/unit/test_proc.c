@@ -274,10 +274,11 @@ START_TEST(test_child_environment)
     const char *argv[] = {"sh", "-c", "test \"$SG_PROC_TEST\" = 'b c' && test -n \"$PATH\"", NULL};
     setenv("SG_PROC_TEST", "a", 1);
     /* The variable is replaced, not added twice, and the rest is kept. */
-    env = sg_env_with("SG_PROC_TEST", "b c");
+    const char *set[] = {"SG_PROC_TEST=b c", NULL};
+    env = sg_env_with(set);
     ck_assert_ptr_nonnull(env);
     ck_assert_int_eq(sg_proc_run_env(argv, env, "env check", &err), 0);
-    sg_env_free(env);
+    free(env);
     /* Without an environment of its own the child gets this process's. */
     ck_assert_int_eq(sg_proc_run_env(argv, NULL, "env check", &err), SG_E_PROCESS);
     ck_assert_str_eq(err.message, "env check failed with exit status 1");
