@@ -10,23 +10,38 @@
 #include "common/proc.h"
 
 const sg_pg_setting sg_pg_pinned_settings[] = {
-    {"DateStyle", "ISO"},        {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
-    {"extra_float_digits", "3"}, {"bytea_output", "hex"},       {"client_encoding", "UTF8"},
+    {"DateStyle", "ISO"},
+    {"IntervalStyle", "postgres"},
+    {"TimeZone", "UTC"},
+    {"extra_float_digits", "3"},
+    {"bytea_output", "hex"},
+    {"client_encoding", "UTF8"},
     {"lc_monetary", "C"},
+    /* reg* columns print names relative to search_path; empty, they are
+     * always schema-qualified, the same on every side (pg_dump does so). */
+    {"search_path", ""},
 };
 const size_t sg_pg_pinned_settings_count =
     sizeof(sg_pg_pinned_settings) / sizeof(sg_pg_pinned_settings[0]);
 
-/* Writes the options back as a keyword string, values quoted as libpq
- * reads them, the password shown as ***** or left out. */
-static char *conninfo_string(const PQconninfoOption *opts, bool show_password)
+/* Secrets are never shown, and never put on a command line. */
+static bool is_secret(const char *keyword)
+{
+    return strcmp(keyword, "password") == 0 || strcmp(keyword, "sslpassword") == 0;
+}
+
+/* Writes the options back as a keyword string, values quoted as libpq reads
+ * them. For messages, secrets show as *****; for a child's command line they
+ * are left out, and so are the options, which reach it merged into PGOPTIONS
+ * (on the command line they would override it). */
+static char *conninfo_string(const PQconninfoOption *opts, bool for_child)
 {
     sg_buf buf = {0};
     char *out = NULL;
     int rc = 0;
     for (const PQconninfoOption *o = opts; rc == 0 && o->keyword; o++) {
-        bool password = strcmp(o->keyword, "password") == 0;
-        if (!o->val || !*o->val || (password && !show_password))
+        bool secret = is_secret(o->keyword);
+        if (!o->val || !*o->val || (for_child && (secret || strcmp(o->keyword, "options") == 0)))
             continue;
         if (buf.len)
             rc = sg_buf_append(&buf, " ", 1, NULL);
@@ -34,7 +49,7 @@ static char *conninfo_string(const PQconninfoOption *opts, bool show_password)
             rc = sg_buf_append(&buf, o->keyword, strlen(o->keyword), NULL);
         if (rc == 0)
             rc = sg_buf_append(&buf, "='", 2, NULL);
-        for (const char *v = password ? "*****" : o->val; rc == 0 && *v; v++) {
+        for (const char *v = secret ? "*****" : o->val; rc == 0 && *v; v++) {
             if (*v == '\\' || *v == '\'')
                 rc = sg_buf_append(&buf, "\\", 1, NULL);
             if (rc == 0)
@@ -55,7 +70,7 @@ char *sg_pg_redact_dsn(const char *dsn)
     char *out;
     if (!opts)
         return sg_strdup("(unparsable connection string)");
-    out = conninfo_string(opts, true);
+    out = conninfo_string(opts, false);
     PQconninfoFree(opts);
     return out;
 }
@@ -105,12 +120,25 @@ int sg_pg_child_prepare(sg_pg_child *out, const char *dsn, const char *extra_opt
         rc = sg_error_set(err, SG_E_USAGE, "invalid connection string");
         goto done;
     }
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !*o->val)
+            continue;
+        if (strcmp(o->keyword, "password") == 0)
             password = o->val;
+        /* libpq reads no environment variable for it, and a command line
+         * is no place for it. */
+        if (strcmp(o->keyword, "sslpassword") == 0) {
+            rc = sg_error_set(err, SG_E_USAGE,
+                              "a connection string with sslpassword cannot be passed to "
+                              "pg_dump or pg_restore safely");
+            sg_error_hint(err, "use a client key without a passphrase, readable only by "
+                               "this user, or a service file (PGSERVICEFILE)");
+            goto done;
+        }
+    }
     /* A password goes by environment, never on a command line that every
      * local user can read in the process list. */
-    if (!(stripped = conninfo_string(opts, false)) ||
+    if (!(stripped = conninfo_string(opts, true)) ||
         !(out->dbname_arg = sg_asprintf("--dbname=%s", stripped)) ||
         !(options = sg_pg_session_options(dsn)) ||
         !(out->options_var = sg_asprintf("PGOPTIONS=%s%s%s", options, extra_options ? " " : "",
@@ -177,7 +205,7 @@ int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err
     return SG_E_DB;
 }
 
-static int result_error(PGresult *res, PGconn *conn, const char *sql, sg_error *err)
+int sg_pg_result_error(PGresult *res, PGconn *conn, const char *sql, sg_error *err)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -205,7 +233,7 @@ int sg_pg_query_params(PGresult **out, PGconn *conn, const char *sql, int nparam
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     *out = NULL;
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        int rc = result_error(res, conn, sql, err);
+        int rc = sg_pg_result_error(res, conn, sql, err);
         PQclear(res);
         return rc;
     }
@@ -283,7 +311,7 @@ int sg_pg_copy_out(PGconn *conn, const char *copy_sql, sg_pg_copy_fn fn, void *c
     PGresult *res = PQexec(conn, copy_sql);
     int rc = 0;
     if (!res || PQresultStatus(res) != PGRES_COPY_OUT) {
-        rc = result_error(res, conn, copy_sql, err);
+        rc = sg_pg_result_error(res, conn, copy_sql, err);
         PQclear(res);
         return rc;
     }
@@ -293,16 +321,20 @@ int sg_pg_copy_out(PGconn *conn, const char *copy_sql, sg_pg_copy_fn fn, void *c
         int len = PQgetCopyData(conn, &row, 0);
         if (len < 0)
             break;
-        if (rc == 0)
-            rc = fn(ctx, row, (size_t)len, err);
+        if (rc == 0 && (rc = fn(ctx, row, (size_t)len, err)) < 0) {
+            /* Libpq cannot stop a COPY OUT but by cancelling it; what is
+             * already on the way is drained, so the connection stays usable. */
+            PGcancel *cancel = PQgetCancel(conn);
+            char buf[256];
+            if (cancel)
+                PQcancel(cancel, buf, sizeof(buf));
+            PQfreeCancel(cancel);
+        }
         PQfreemem(row);
-        /* After a callback error keep draining: libpq has no way to stop a
-         * COPY OUT early short of cancelling, and draining keeps the
-         * connection usable for the rollback. */
     }
     while ((res = PQgetResult(conn)) != NULL) {
         if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0)
-            rc = result_error(res, conn, copy_sql, err);
+            rc = sg_pg_result_error(res, conn, copy_sql, err);
         PQclear(res);
     }
     return rc;

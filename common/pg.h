@@ -50,6 +50,10 @@ void sg_pg_child_free(sg_pg_child *child);
  * when out of memory. */
 char *sg_pg_redact_dsn(const char *dsn);
 
+/* Fills err from a failed result (message, SQLSTATE, detail, statement,
+ * hint); returns SG_E_DB. res may be NULL (then the connection's message). */
+int sg_pg_result_error(PGresult *res, PGconn *conn, const char *sql, sg_error *err);
+
 /* Runs SQL that returns no rows (or whose rows are ignored). */
 int sg_pg_exec(PGconn *conn, const char *sql, sg_error *err);
 

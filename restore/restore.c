@@ -85,9 +85,9 @@ static int load_chunk(void *arg, size_t worker, size_t index, sg_error *err)
     char what[256];
     int rc;
     if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
+        rc = sg_pg_result_error(res, conn, t->copy_sql, err);
         PQclear(res);
-        rc = sg_pg_exec(conn, t->copy_sql, err); /* re-run only to get the error text */
-        return rc < 0 ? rc : sg_error_set(err, SG_E_DB, "COPY did not start");
+        return rc;
     }
     PQclear(res);
     snprintf(what, sizeof(what), "table %s.%s, chunk %" PRIu32, t->table->schema, t->table->name,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/mem.h"
 #include "common/pg.h"
 
@@ -209,6 +210,38 @@ static int read_identity(sg_catalog *cat, PGconn *conn, sg_error *err)
     return rc;
 }
 
+/* What a snapshot cannot carry yet is said out loud rather than lost
+ * silently: large objects stop the snapshot; rows users added to extension
+ * configuration tables (CREATE EXTENSION recreates only the defaults) are
+ * named in a warning. */
+static int check_unsupported(PGconn *conn, sg_error *err)
+{
+    PGresult *res = NULL;
+    int rc =
+        sg_pg_query(&res, conn,
+                    "SELECT (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata),"
+                    "       (SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::text, ', ')"
+                    "          FROM pg_catalog.pg_extension e,"
+                    "               pg_catalog.unnest(e.extconfig) AS x(oid)"
+                    "          JOIN pg_catalog.pg_class c ON c.oid = x.oid"
+                    "         WHERE c.relkind = 'r')",
+                    err);
+    if (rc < 0)
+        return rc;
+    if (strcmp(PQgetvalue(res, 0, 0), "0") != 0) {
+        rc = sg_error_set(err, SG_E_DB,
+                          "the database has %s large objects, which snapshots do not capture",
+                          PQgetvalue(res, 0, 0));
+        sg_error_hint(err, "store them in bytea columns, or snapshot this database with pg_dump");
+    } else if (!PQgetisnull(res, 0, 1)) {
+        sg_log_warning("extension configuration tables are restored by CREATE EXTENSION alone; "
+                       "rows added to them are not in the snapshot: %s",
+                       PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    return rc;
+}
+
 int sg_catalog_read(sg_catalog **out, PGconn *conn, sg_error *err)
 {
     sg_catalog *cat = sg_calloc(1, sizeof(*cat));
@@ -216,8 +249,9 @@ int sg_catalog_read(sg_catalog **out, PGconn *conn, sg_error *err)
     *out = NULL;
     if (!cat)
         return nomem(err);
-    if ((rc = read_identity(cat, conn, err)) < 0 || (rc = read_tables(cat, conn, err)) < 0 ||
-        (rc = read_sequences(cat, conn, err)) < 0 || (rc = read_matviews(cat, conn, err)) < 0) {
+    if ((rc = read_identity(cat, conn, err)) < 0 || (rc = check_unsupported(conn, err)) < 0 ||
+        (rc = read_tables(cat, conn, err)) < 0 || (rc = read_sequences(cat, conn, err)) < 0 ||
+        (rc = read_matviews(cat, conn, err)) < 0) {
         sg_error_prefix(err, "reading the catalog");
         sg_catalog_free(cat);
         return rc;

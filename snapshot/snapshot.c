@@ -102,19 +102,23 @@ typedef struct run {
 
 static void fail(run *r, const sg_error *e)
 {
+    bool first = false;
     pthread_mutex_lock(&r->lock);
     if (!atomic_load(&r->failed)) {
         r->error = *e;
         atomic_store(&r->failed, 1);
-        /* Stop every COPY in flight now rather than draining it. */
-        for (size_t i = 0; i < r->ncancels; i++) {
-            char buf[256];
-            if (r->cancels[i])
-                PQcancel(r->cancels[i], buf, sizeof(buf));
-        }
+        first = true;
     }
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
+    /* Stop every COPY in flight now rather than draining it. Outside the
+     * lock: a cancel connects to the server, which may be slow to answer.
+     * The handles are set before any thread starts and never change. */
+    for (size_t i = 0; first && i < r->ncancels; i++) {
+        char buf[256];
+        if (r->cancels[i])
+            PQcancel(r->cancels[i], buf, sizeof(buf));
+    }
 }
 
 static int push_chunk(run *r, plain_chunk *c, sg_error *err)
@@ -311,6 +315,9 @@ static void *reader_main(void *arg)
         }
         rd->table = t->table;
         rc = lock_for_copy(rd, &r->catalog->tables[t->table], &err);
+        /* A cancel that arrived between the lock and the COPY was lost. */
+        if (rc == 0 && atomic_load(&r->failed))
+            rc = sg_error_set(&err, SG_E_INTERRUPTED, "snapshot stopped");
         if (rc == 0)
             rc = sg_pg_copy_out(rd->conn, sql, on_rows, rd, &err);
         free(sql);
@@ -763,7 +770,7 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
     PGconn *coord = NULL;
     reader *readers = NULL;
     sealer *sealers = NULL;
-    size_t nreaders = 0, nsealers = 0;
+    size_t nreaders = 0, nsealers = 0, nstarted = 0;
     sg_proc *dump = NULL;
     char *tmpdir = NULL, *dump_path = NULL, *manifest_key = NULL;
     sg_buf manifest_bytes = {0};
@@ -772,7 +779,6 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
     struct timespec t0, t1;
     time_t started = time(NULL);
     int rc, server_version;
-    bool threads_started = false;
 
     memset(&key, 0, sizeof(key));
     memset(out, 0, sizeof(*out));
@@ -849,11 +855,18 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
     if ((rc = start_schema_dump(r, &dump, dump_path, server_version, err)) < 0)
         goto done;
 
-    threads_started = true;
-    for (size_t i = 0; i < nreaders; i++)
-        pthread_create(&readers[i].thread, NULL, reader_main, &readers[i]);
-    for (; nsealers < (size_t)opts->jobs; nsealers++) {
-        pthread_create(&sealers[nsealers].thread, NULL, sealer_main, &sealers[nsealers]);
+    /* Sealers first: readers block on a full queue until one runs. A thread
+     * that cannot start fails the run, and only started ones are joined. */
+    for (; nsealers < (size_t)opts->jobs; nsealers++)
+        if (pthread_create(&sealers[nsealers].thread, NULL, sealer_main, &sealers[nsealers]) != 0)
+            break;
+    for (; nstarted < nreaders && nsealers > 0; nstarted++)
+        if (pthread_create(&readers[nstarted].thread, NULL, reader_main, &readers[nstarted]) != 0)
+            break;
+    if (nsealers == 0 || nstarted < nreaders) {
+        sg_error thread_error;
+        sg_error_set(&thread_error, SG_E_INTERNAL, "cannot start a thread");
+        fail(r, &thread_error);
     }
 
     rc = sg_proc_wait(dump, "pg_dump", err);
@@ -870,7 +883,7 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
     if (rc < 0)
         fail(r, err); /* keeps the first error if the run had already failed */
 
-    for (size_t i = 0; i < nreaders; i++)
+    for (size_t i = 0; i < nstarted; i++)
         pthread_join(readers[i].thread, NULL);
     pthread_mutex_lock(&r->lock);
     r->readers_done = true;
@@ -878,7 +891,6 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
     pthread_mutex_unlock(&r->lock);
     for (size_t i = 0; i < nsealers; i++)
         pthread_join(sealers[i].thread, NULL);
-    threads_started = false;
     if (atomic_load(&r->failed)) {
         *err = r->error;
         rc = err->code;
@@ -913,13 +925,6 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
     out->stored_bytes = m->stored_bytes;
     out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 done:
-    if (threads_started) {
-        /* Only reached on an error before the threads were joined. */
-        for (size_t i = 0; i < nreaders; i++)
-            pthread_join(readers[i].thread, NULL);
-        for (size_t i = 0; i < nsealers; i++)
-            pthread_join(sealers[i].thread, NULL);
-    }
     if (rc < 0 && r->store)
         remove_packs(r);
     sg_proc_kill(dump);

@@ -598,6 +598,23 @@ START_TEST(ddl_queued_during_the_snapshot_does_not_deadlock_it)
 }
 END_TEST
 
+START_TEST(large_objects_stop_the_snapshot)
+{
+    /* Large objects live outside every table a snapshot copies: losing them
+     * silently would leave oid columns pointing at nothing. */
+    char *db = sgt_pg_create_db(pg, "lo"), path[512];
+    const char *url = copy_store("lo", path);
+    sgt_pg_exec(db, "CREATE TABLE docs (id int, body oid);"
+                    "INSERT INTO docs SELECT 1, lo_from_bytea(0, 'hello')");
+    const char *want[] = {"1 large objects", NULL};
+    const char *argv[] = {"shardgate", "snapshot", "--dsn",   db,   "--store", url,
+                          "--key",     owner_key,  "--shard", "lo", NULL};
+    free(sgt_shardgate_fails(EXIT_DB, argv, want));
+    ck_assert_int_eq(count_files(path) - count_files(store_dir), 0);
+    free(db);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("bad_input");
@@ -622,6 +639,7 @@ static Suite *suite(void)
         {"interrupted_snapshot", interrupted_snapshot_stops_and_removes_what_it_stored},
         {"locked_table", table_locked_by_ddl_is_not_waited_for},
         {"ddl_during_snapshot", ddl_queued_during_the_snapshot_does_not_deadlock_it},
+        {"large_objects", large_objects_stop_the_snapshot},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -63,6 +63,8 @@ START_TEST(child_gets_the_password_by_environment_only)
     ck_assert_str_eq(dbname, "my 'odd' db");
     password = parsed(child.dbname_arg + 9, "password");
     ck_assert_ptr_null(password);
+    /* Options travel in PGOPTIONS only: on the command line they would win. */
+    ck_assert_ptr_null(parsed(child.dbname_arg + 9, "options"));
     ck_assert_str_eq(env_value(child.env, "PGPASSWORD"), "hunter2");
     /* The user's options first, then the session's, then the extra ones. */
     ck_assert_str_eq(env_value(child.env, "PGOPTIONS"),
@@ -92,6 +94,21 @@ START_TEST(child_without_password_sets_none)
 }
 END_TEST
 
+START_TEST(ssl_key_passphrase_is_secret_too)
+{
+    sg_pg_child child;
+    sg_error err = {0};
+    char *r = sg_pg_redact_dsn("host=db1 sslpassword=keypass");
+    ck_assert_msg(strstr(r, "keypass") == NULL, "%s", r);
+    free(r);
+    ck_assert_int_eq(sg_pg_child_prepare(&child, "host=db1 sslpassword=keypass", NULL, &err),
+                     SG_E_USAGE);
+    ck_assert_msg(strstr(err.message, "sslpassword") && !strstr(err.message, "keypass"), "%s",
+                  err.message);
+    ck_assert_ptr_null(child.dbname_arg);
+}
+END_TEST
+
 START_TEST(unparsable_dsn_is_a_usage_error)
 {
     sg_pg_child child;
@@ -116,6 +133,7 @@ int main(void)
     CASE("child password", child_gets_the_password_by_environment_only);
     CASE("child without password", child_without_password_sets_none);
     CASE("unparsable dsn", unparsable_dsn_is_a_usage_error);
+    CASE("ssl key passphrase", ssl_key_passphrase_is_secret_too);
 #undef CASE
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
