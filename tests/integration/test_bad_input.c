@@ -428,28 +428,36 @@ START_TEST(usage_errors_name_the_problem)
 }
 END_TEST
 
-START_TEST(killed_snapshot_is_never_restorable_and_a_later_one_works)
+/* A snapshot of shard `name` into DIR/NAME-store, started in the background
+ * with small chunks and packs, returned once its first pack is committed.
+ * The store URL goes to url; the process's stdout and stderr to
+ * DIR/NAME-out/. */
+static pid_t snapshot_until_first_pack(const char *name, char url[700], char out_dir[700])
 {
-    char path[600], url[700], shard_dir[800], out_dir[700];
+    char path[600], shard_dir[800];
     pid_t pid;
-    snprintf(path, sizeof(path), "%s/killed-store", dir);
-    snprintf(url, sizeof(url), "file://%s", path);
-    snprintf(shard_dir, sizeof(shard_dir), "%s/shards/killed/snapshots", path);
-    snprintf(out_dir, sizeof(out_dir), "%s/killed-out", dir);
+    snprintf(path, sizeof(path), "%s/%s-store", dir, name);
+    snprintf(url, 700, "file://%s", path);
+    snprintf(shard_dir, sizeof(shard_dir), "%s/shards/%s/snapshots", path, name);
+    snprintf(out_dir, 700, "%s/%s-out", dir, name);
     mkdir(out_dir, 0700);
-    const char *argv[] = {"shardgate",    "snapshot", "--dsn",       source,   "--store", url,
-                          "--key",        owner_key,  "--shard",     "killed", "--jobs",  "1",
-                          "--chunk-size", "16KiB",    "--pack-size", "64KiB",  NULL};
+    const char *argv[] = {"shardgate",    "snapshot", "--dsn",       source,  "--store", url,
+                          "--key",        owner_key,  "--shard",     name,    "--jobs",  "1",
+                          "--chunk-size", "16KiB",    "--pack-size", "64KiB", NULL};
     pid = sgt_spawn(argv, NULL, out_dir);
-    /* Kill it as soon as its first pack is committed to the store. */
-    for (;;) {
+    while (!committed_pack_exists(shard_dir)) {
         int status;
         struct timespec ts = {0, 1000000};
-        if (committed_pack_exists(shard_dir))
-            break;
-        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "snapshot ended before it was killed");
+        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "snapshot ended before its first pack");
         nanosleep(&ts, NULL);
     }
+    return pid;
+}
+
+START_TEST(killed_snapshot_is_never_restorable_and_a_later_one_works)
+{
+    char url[700], out_dir[700];
+    pid_t pid = snapshot_until_first_pack("killed", url, out_dir);
     kill(pid, SIGKILL);
     ck_assert_int_eq(sgt_wait(pid), 128 + SIGKILL);
 
@@ -489,32 +497,15 @@ static int count_files(const char *path)
 
 START_TEST(interrupted_snapshot_stops_and_removes_what_it_stored)
 {
-    char path[600], url[700], shard_dir[800], out_dir[700], *err;
-    pid_t pid;
-    snprintf(path, sizeof(path), "%s/interrupted-store", dir);
-    snprintf(url, sizeof(url), "file://%s", path);
-    snprintf(shard_dir, sizeof(shard_dir), "%s/shards/stopped/snapshots", path);
-    snprintf(out_dir, sizeof(out_dir), "%s/interrupted-out", dir);
-    mkdir(out_dir, 0700);
-    const char *argv[] = {"shardgate",    "snapshot", "--dsn",       source,    "--store", url,
-                          "--key",        owner_key,  "--shard",     "stopped", "--jobs",  "1",
-                          "--chunk-size", "16KiB",    "--pack-size", "64KiB",   NULL};
-    pid = sgt_spawn(argv, NULL, out_dir);
-    for (;;) {
-        int status;
-        struct timespec ts = {0, 1000000};
-        if (committed_pack_exists(shard_dir))
-            break;
-        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "snapshot ended before the signal");
-        nanosleep(&ts, NULL);
-    }
+    char url[700], out_dir[700], *err;
+    pid_t pid = snapshot_until_first_pack("stopped", url, out_dir);
     kill(pid, SIGINT);
     ck_assert_int_eq(sgt_wait(pid), 16);
     snprintf(out_dir + strlen(out_dir), sizeof(out_dir) - strlen(out_dir), "/stderr");
     err = sgt_read_file(out_dir, NULL);
     ck_assert_msg(strstr(err, "interrupted by SIGINT"), "stderr: %s", err);
     free(err);
-    ck_assert_int_eq(count_files(path), 0);
+    ck_assert_int_eq(count_files(url + strlen("file://")), 0);
 }
 END_TEST
 
