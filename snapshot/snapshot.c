@@ -21,11 +21,11 @@
 #include "common/store.h"
 #include "snapshot/catalog.h"
 #include "snapshot/pack.h"
+#include "snapshot/run.h"
 
 /* Tables above this many chunks' worth of blocks are split into TID ranges
  * of about that size, so one large table keeps several readers busy. */
 #define SPLIT_CHUNKS 2
-#define SCHEMA_TABLE SIZE_MAX
 
 void sg_snapshot_options_init(sg_snapshot_options *opts)
 {
@@ -37,444 +37,12 @@ void sg_snapshot_options_init(sg_snapshot_options *opts)
     opts->lock_timeout_ms = 5000;
 }
 
-/* A range of one table for one reader: blocks [first, end), end 0 = to the end. */
-typedef struct copy_task {
-    size_t table;
-    uint64_t first_block, end_block;
-    bool whole;
-} copy_task;
-
-/* Row-aligned plain COPY text on its way from a reader to a sealer. */
-typedef struct plain_chunk {
-    size_t table; /* SCHEMA_TABLE for the schema dump */
-    uint32_t seq;
-    sg_buf data;
-    sg_digest digest;
-} plain_chunk;
-
-typedef struct chunk_record {
-    size_t table;
-    sg_manifest_chunk where;
-} chunk_record;
-
-typedef struct pack_record {
-    uint32_t number;
-    uint64_t size;
-    uint8_t sha256[32];
-} pack_record;
-
-typedef struct run {
-    const sg_snapshot_options *opts;
-    sg_store *store;
-    sg_catalog *catalog;
-    char id[SG_SNAPSHOT_ID_MAX];
-    char shard[SG_SHARD_NAME_MAX + 1];
-    uint8_t data_key[SG_DATA_KEY_BYTES];
-    char export_name[128];
-
-    copy_task *tasks;
-    size_t ntasks;
-    atomic_size_t next_task;
-    atomic_uint *next_seq; /* per table */
-    atomic_uint next_pack;
-
-    /* The bounded queue between readers and sealers: its capacity is what
-     * bounds memory, whatever the size of the database. */
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
-    plain_chunk **queue;
-    size_t queue_head, queue_len, queue_cap;
-    bool readers_done;
-
-    /* Results and the first error, under lock. */
-    plain_chunk **spare; /* buffers to reuse */
-    size_t nspare, spare_cap;
-
-    chunk_record *records;
-    size_t nrecords;
-    pack_record *packs;
-    size_t npacks;
-    atomic_int failed;
-    sg_error error;
-    PGcancel **cancels;
-    size_t ncancels;
-} run;
-
-static void fail(run *r, const sg_error *e)
-{
-    bool first = false;
-    pthread_mutex_lock(&r->lock);
-    if (!atomic_load(&r->failed)) {
-        r->error = *e;
-        atomic_store(&r->failed, 1);
-        first = true;
-    }
-    pthread_cond_broadcast(&r->changed);
-    pthread_mutex_unlock(&r->lock);
-    /* Stop every COPY in flight now rather than draining it. Outside the
-     * lock: a cancel connects to the server, which may be slow to answer.
-     * The handles are set before any thread starts and never change. */
-    for (size_t i = 0; first && i < r->ncancels; i++) {
-        char buf[256];
-        if (r->cancels[i])
-            PQcancel(r->cancels[i], buf, sizeof(buf));
-    }
-}
-
-static int push_chunk(run *r, plain_chunk *c, sg_error *err)
-{
-    pthread_mutex_lock(&r->lock);
-    while (r->queue_len == r->queue_cap && !atomic_load(&r->failed))
-        pthread_cond_wait(&r->changed, &r->lock);
-    if (atomic_load(&r->failed)) {
-        pthread_mutex_unlock(&r->lock);
-        return sg_error_set(err, SG_E_INTERRUPTED, "snapshot stopped");
-    }
-    r->queue[(r->queue_head + r->queue_len++) % r->queue_cap] = c;
-    pthread_cond_broadcast(&r->changed);
-    pthread_mutex_unlock(&r->lock);
-    return 0;
-}
-
-static plain_chunk *pop_chunk(run *r)
-{
-    plain_chunk *c = NULL;
-    pthread_mutex_lock(&r->lock);
-    while (r->queue_len == 0 && !r->readers_done && !atomic_load(&r->failed))
-        pthread_cond_wait(&r->changed, &r->lock);
-    if (r->queue_len > 0 && !atomic_load(&r->failed)) {
-        c = r->queue[r->queue_head];
-        r->queue_head = (r->queue_head + 1) % r->queue_cap;
-        r->queue_len--;
-        pthread_cond_broadcast(&r->changed);
-    }
-    pthread_mutex_unlock(&r->lock);
-    return c;
-}
-
-static void chunk_free(plain_chunk *c)
-{
-    if (c) {
-        sg_buf_free(&c->data);
-        free(c);
-    }
-}
-
-static plain_chunk *chunk_new(size_t table, size_t capacity)
-{
-    plain_chunk *c = sg_calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->table = table;
-    sg_digest_init(&c->digest);
-    if (capacity && sg_buf_reserve(&c->data, capacity, NULL) < 0) {
-        free(c);
-        return NULL;
-    }
-    return c;
-}
-
-/* Chunk buffers go round between readers and sealers instead of being
- * allocated for every chunk: a fresh 32 MiB buffer costs a page fault and a
- * zeroed page for every 4 KiB, a tenth of the client's time. There are never
- * more than the readers, the queue and the sealers hold. */
-static plain_chunk *chunk_take(run *r, size_t table)
-{
-    plain_chunk *c = NULL;
-    pthread_mutex_lock(&r->lock);
-    if (r->nspare > 0)
-        c = r->spare[--r->nspare];
-    pthread_mutex_unlock(&r->lock);
-    if (!c)
-        return chunk_new(table, r->opts->chunk_size + 65536);
-    /* Emptied only now: a spare keeps its length so that freeing wipes it. */
-    c->data.len = 0;
-    c->table = table;
-    sg_digest_init(&c->digest);
-    return c;
-}
-
-static void chunk_release(run *r, plain_chunk *c)
-{
-    /* A buffer that grew for a huge row goes back to the system. */
-    if (c->data.cap > 2 * r->opts->chunk_size + 65536) {
-        chunk_free(c);
-        return;
-    }
-    pthread_mutex_lock(&r->lock);
-    if (r->nspare < r->spare_cap) {
-        r->spare[r->nspare++] = c;
-        c = NULL;
-    }
-    pthread_mutex_unlock(&r->lock);
-    chunk_free(c);
-}
-
-/* ---- readers ---- */
-
-typedef struct reader {
-    run *r;
-    PGconn *conn;
-    plain_chunk *chunk;
-    size_t table;
-    pthread_t thread;
-} reader;
-
-static int hand_off(reader *rd, sg_error *err)
-{
-    run *r = rd->r;
-    plain_chunk *c = rd->chunk;
-    rd->chunk = NULL;
-    c->seq = atomic_fetch_add(&r->next_seq[c->table], 1);
-    if (push_chunk(r, c, err) < 0) {
-        chunk_free(c);
-        return err->code;
-    }
-    return 0;
-}
-
-static int on_rows(void *ctx, const char *data, size_t len, sg_error *err)
-{
-    reader *rd = ctx;
-    run *r = rd->r;
-    int rc;
-    if (atomic_load(&r->failed))
-        return sg_error_set(err, SG_E_INTERRUPTED, "snapshot stopped");
-    if ((rc = sg_interrupt_check(err)) < 0) {
-        fail(r, err);
-        return rc;
-    }
-    if (!rd->chunk && !(rd->chunk = chunk_take(r, rd->table)))
-        return sg_error_set(err, SG_E_NOMEM, "out of memory for a chunk");
-    if (sg_digest_copy_text(&rd->chunk->digest, data, len) != len)
-        return sg_error_set(err, SG_E_DB, "server sent a COPY row without a line end");
-    if ((rc = sg_buf_append(&rd->chunk->data, data, len, err)) < 0)
-        return rc;
-    if (rd->chunk->data.len >= r->opts->chunk_size)
-        return hand_off(rd, err);
-    return 0;
-}
-
-static char *task_sql(run *r, const copy_task *t)
-{
-    const sg_catalog_table *tab = &r->catalog->tables[t->table];
-    /* The table form skips the executor's projection, a measurable saving
-     * of server CPU; it copies no child rows, like ONLY. Without columns it
-     * would copy generated ones, so that case keeps the query form. */
-    if (t->whole && tab->ncolumns > 0)
-        return sg_asprintf("COPY %s (%s) TO STDOUT", tab->qualified, tab->select_list);
-    if (t->whole)
-        return sg_asprintf("COPY (SELECT FROM ONLY %s) TO STDOUT", tab->qualified);
-    if (t->end_block == 0)
-        return sg_asprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%" PRIu64
-                           ",0)'::pg_catalog.tid) TO STDOUT",
-                           tab->select_list, tab->qualified, t->first_block);
-    return sg_asprintf("COPY (SELECT %s FROM ONLY %s WHERE ctid >= '(%" PRIu64
-                       ",0)'::pg_catalog.tid AND ctid < '(%" PRIu64
-                       ",0)'::pg_catalog.tid) TO STDOUT",
-                       tab->select_list, tab->qualified, t->first_block, t->end_block);
-}
-
-/* A worker locks each table it copies with NOWAIT, as pg_dump's workers do:
- * if DDL asked for an ACCESS EXCLUSIVE lock after the coordinator locked the
- * table, a waiting worker would queue behind it while it waits for the
- * coordinator, which waits for the worker: a deadlock no server can see. */
-static int lock_for_copy(reader *rd, const sg_catalog_table *tab, sg_error *err)
-{
-    char *sql = sg_asprintf("LOCK TABLE %s IN ACCESS SHARE MODE NOWAIT", tab->qualified);
-    int rc;
-    if (!sql)
-        return sg_error_set(err, SG_E_NOMEM, "out of memory");
-    rc = sg_pg_exec(rd->conn, sql, err);
-    free(sql);
-    if (rc < 0 && strstr(err->detail, "SQLSTATE 55P03")) {
-        sg_error_set(err, SG_E_DB,
-                     "cannot copy table %s: another session is waiting for an exclusive lock on it",
-                     tab->qualified);
-        sg_error_detail(err, "DDL (ALTER TABLE, DROP, TRUNCATE, ...) on the table began after the "
-                             "snapshot locked it; waiting for it would deadlock the snapshot");
-        sg_error_hint(err, "take the snapshot again once the DDL is done");
-    }
-    return rc;
-}
-
-static void *reader_main(void *arg)
-{
-    reader *rd = arg;
-    run *r = rd->r;
-    sg_error err = {0};
-    size_t i;
-    while (!atomic_load(&r->failed) && (i = atomic_fetch_add(&r->next_task, 1)) < r->ntasks) {
-        const copy_task *t = &r->tasks[i];
-        char *sql = task_sql(r, t);
-        int rc;
-        if (!sql) {
-            sg_error_set(&err, SG_E_NOMEM, "out of memory");
-            fail(r, &err);
-            break;
-        }
-        rd->table = t->table;
-        rc = lock_for_copy(rd, &r->catalog->tables[t->table], &err);
-        /* A cancel that arrived between the lock and the COPY was lost. */
-        if (rc == 0 && atomic_load(&r->failed))
-            rc = sg_error_set(&err, SG_E_INTERRUPTED, "snapshot stopped");
-        if (rc == 0)
-            rc = sg_pg_copy_out(rd->conn, sql, on_rows, rd, &err);
-        free(sql);
-        if (rc == 0 && rd->chunk && rd->chunk->data.len > 0)
-            rc = hand_off(rd, &err);
-        chunk_free(rd->chunk);
-        rd->chunk = NULL;
-        if (rc < 0) {
-            if (rc != SG_E_INTERRUPTED && !strstr(err.message, "cannot copy table"))
-                sg_error_prefix(&err, "copying table %s", r->catalog->tables[t->table].qualified);
-            fail(r, &err);
-            break;
-        }
-    }
-    return NULL;
-}
-
-/* ---- sealers ---- */
-
-typedef struct sealer {
-    run *r;
-    sg_chunk_sealer *zs;
-    sg_pack_writer *pack;
-    uint32_t pack_number;
-    pthread_t thread;
-} sealer;
-
-static int record_pack(run *r, uint32_t number, uint64_t size, const uint8_t sha256[32],
-                       sg_error *err)
-{
-    pack_record *packs;
-    int rc = 0;
-    pthread_mutex_lock(&r->lock);
-    if ((packs = sg_array_grow(r->packs, r->npacks, sizeof(*packs))) != NULL) {
-        r->packs = packs;
-        packs[r->npacks].number = number;
-        packs[r->npacks].size = size;
-        memcpy(packs[r->npacks].sha256, sha256, 32);
-        r->npacks++;
-    } else {
-        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-    }
-    pthread_mutex_unlock(&r->lock);
-    return rc;
-}
-
-static int close_pack(sealer *s, sg_error *err)
-{
-    uint64_t size;
-    uint8_t sha256[32];
-    int rc;
-    if (!s->pack)
-        return 0;
-    rc = sg_pack_writer_close(s->pack, &size, sha256, err);
-    sg_pack_writer_free(s->pack);
-    s->pack = NULL;
-    return rc < 0 ? rc : record_pack(s->r, s->pack_number, size, sha256, err);
-}
-
-static int open_pack(sealer *s, sg_error *err)
-{
-    run *r = s->r;
-    char path[64];
-    char *key;
-    int rc;
-    s->pack_number = atomic_fetch_add(&r->next_pack, 1);
-    snprintf(path, sizeof(path), "packs/%" PRIu32 ".pack", s->pack_number);
-    if (!(key = sg_layout_key(r->shard, r->id, path)))
-        return sg_error_set(err, SG_E_NOMEM, "out of memory");
-    rc = sg_pack_writer_new(&s->pack, r->store, key, err);
-    free(key);
-    return rc;
-}
-
-static int record_chunk(run *r, size_t table, const sg_manifest_chunk *where, sg_error *err)
-{
-    chunk_record *records;
-    int rc = 0;
-    pthread_mutex_lock(&r->lock);
-    if ((records = sg_array_grow(r->records, r->nrecords, sizeof(*records))) != NULL) {
-        r->records = records;
-        records[r->nrecords].table = table;
-        records[r->nrecords].where = *where;
-        r->nrecords++;
-    } else {
-        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-    }
-    pthread_mutex_unlock(&r->lock);
-    return rc;
-}
-
-static int seal_one(sealer *s, plain_chunk *c, sg_error *err)
-{
-    run *r = s->r;
-    bool schema = c->table == SCHEMA_TABLE;
-    const sg_catalog_table *t = schema ? NULL : &r->catalog->tables[c->table];
-    sg_chunk_ref ref = {r->id, schema ? SG_CHUNK_SCHEMA_SCHEMA : t->schema,
-                        schema ? SG_CHUNK_SCHEMA_TABLE : t->name, c->seq, c->data.len};
-    sg_manifest_chunk where = {0};
-    sg_writer *member_data = NULL;
-    uint64_t sealed_size;
-    char member[64];
-    int rc;
-    if ((rc = sg_chunk_sealer_compress(s->zs, &sealed_size, c->data.data, c->data.len, err)) < 0)
-        return rc;
-    if (s->pack && sg_pack_writer_size(s->pack) >= r->opts->pack_size &&
-        (rc = close_pack(s, err)) < 0)
-        return rc;
-    if (!s->pack && (rc = open_pack(s, err)) < 0)
-        return rc;
-    /* Member names are for people running `tar tvf`; restore finds chunks by
-     * offset. OIDs keep names short and free of odd characters. */
-    if (schema)
-        snprintf(member, sizeof(member), "schema.dump");
-    else
-        snprintf(member, sizeof(member), "%" PRIu32 "/%06" PRIu32 ".chunk", t->oid, c->seq);
-    where.seq = c->seq;
-    where.pack = s->pack_number;
-    where.stored_size = sealed_size;
-    where.plain_size = c->data.len;
-    where.digest = c->digest;
-    /* Sealed straight into the pack: the sealed size is known up front, so
-     * no third copy of the chunk is held in memory. */
-    if ((rc = sg_pack_writer_begin(&member_data, s->pack, member, sealed_size, &where.offset,
-                                   err)) < 0 ||
-        (rc = sg_chunk_sealer_seal(s->zs, member_data, &ref, r->data_key, err)) < 0)
-        return rc;
-    return record_chunk(r, c->table, &where, err);
-}
-
-static void *sealer_main(void *arg)
-{
-    sealer *s = arg;
-    run *r = s->r;
-    sg_error err = {0};
-    plain_chunk *c;
-    while ((c = pop_chunk(r)) != NULL) {
-        int rc = seal_one(s, c, &err);
-        chunk_release(r, c);
-        if (rc < 0) {
-            fail(r, &err);
-            break;
-        }
-    }
-    if (!atomic_load(&r->failed) && close_pack(s, &err) < 0)
-        fail(r, &err);
-    sg_pack_writer_free(s->pack);
-    s->pack = NULL;
-    return NULL;
-}
-
 /* ---- planning ---- */
 
 static int compare_tasks_by_size(const void *a, const void *b, void *ctx)
 {
-    const run *r = ctx;
-    const copy_task *x = a, *y = b;
+    const sg_run *r = ctx;
+    const sg_copy_task *x = a, *y = b;
     uint64_t bx = x->whole ? r->catalog->tables[x->table].blocks : x->end_block - x->first_block;
     uint64_t by = y->whole ? r->catalog->tables[y->table].blocks : y->end_block - y->first_block;
     if (!x->whole && x->end_block == 0)
@@ -484,7 +52,7 @@ static int compare_tasks_by_size(const void *a, const void *b, void *ctx)
     return bx < by ? 1 : bx > by ? -1 : 0;
 }
 
-static int plan_tasks(run *r, int server_version, sg_error *err)
+static int plan_tasks(sg_run *r, int server_version, sg_error *err)
 {
     uint64_t range_blocks = r->opts->chunk_size * SPLIT_CHUNKS / r->catalog->block_size;
     size_t n = 0, cap = r->catalog->ntables + 16;
@@ -501,14 +69,14 @@ static int plan_tasks(run *r, int server_version, sg_error *err)
                             : 1;
         if (n + pieces > cap) {
             size_t ncap = (n + pieces) * 2;
-            copy_task *grown = sg_realloc(r->tasks, ncap * sizeof(*grown));
+            sg_copy_task *grown = sg_realloc(r->tasks, ncap * sizeof(*grown));
             if (!grown)
                 return sg_error_set(err, SG_E_NOMEM, "out of memory");
             r->tasks = grown;
             cap = ncap;
         }
         for (size_t p = 0; p < pieces; p++) {
-            copy_task *t = &r->tasks[n++];
+            sg_copy_task *t = &r->tasks[n++];
             t->table = i;
             t->whole = pieces == 1;
             t->first_block = p * range_blocks;
@@ -524,7 +92,7 @@ static int plan_tasks(run *r, int server_version, sg_error *err)
 
 /* ---- coordinator ---- */
 
-static int begin_snapshot(run *r, PGconn *conn, sg_error *err)
+static int begin_snapshot(sg_run *r, PGconn *conn, sg_error *err)
 {
     PGresult *res = NULL;
     char sql[128];
@@ -544,7 +112,7 @@ static int begin_snapshot(run *r, PGconn *conn, sg_error *err)
     return 0;
 }
 
-static int connect_reader(run *r, PGconn **out, sg_error *err)
+static int connect_reader(sg_run *r, PGconn **out, sg_error *err)
 {
     char sql[192];
     int rc;
@@ -557,7 +125,7 @@ static int connect_reader(run *r, PGconn **out, sg_error *err)
     return rc;
 }
 
-static int start_schema_dump(run *r, sg_proc **proc, const char *path, int server_version,
+static int start_schema_dump(sg_run *r, sg_proc **proc, const char *path, int server_version,
                              sg_error *err)
 {
     char *pg_dump = NULL, *snapshot_arg = NULL, *file_arg = NULL, *lock_arg = NULL;
@@ -609,7 +177,7 @@ static int read_file(sg_buf *out, const char *path, sg_error *err)
 
 static int compare_records(const void *a, const void *b)
 {
-    const chunk_record *x = a, *y = b;
+    const sg_chunk_record *x = a, *y = b;
     if (x->table != y->table)
         return x->table < y->table ? -1 : 1;
     return x->where.seq < y->where.seq ? -1 : x->where.seq > y->where.seq;
@@ -617,7 +185,7 @@ static int compare_records(const void *a, const void *b)
 
 static int compare_packs(const void *a, const void *b)
 {
-    const pack_record *x = a, *y = b;
+    const sg_pack_record *x = a, *y = b;
     return x->number < y->number ? -1 : x->number > y->number;
 }
 
@@ -657,7 +225,7 @@ static int copy_string(char **field, const char *value, sg_error *err)
     return 0;
 }
 
-static int build_manifest(sg_manifest *m, run *r, const sg_secret_key *key,
+static int build_manifest(sg_manifest *m, sg_run *r, const sg_secret_key *key,
                           const sg_public_key *recipients, size_t nrecipients, PGconn *coord,
                           time_t started, sg_error *err)
 {
@@ -722,7 +290,7 @@ static int build_manifest(sg_manifest *m, run *r, const sg_secret_key *key,
             m->plain_bytes += r->records[next].where.plain_size;
         }
     }
-    if (next < r->nrecords && r->records[next].table == SCHEMA_TABLE)
+    if (next < r->nrecords && r->records[next].table == SG_SCHEMA_TABLE)
         m->schema = r->records[next].where;
     else
         return sg_error_set(err, SG_E_INTERNAL, "the schema dump was not stored");
@@ -733,7 +301,7 @@ static int build_manifest(sg_manifest *m, run *r, const sg_secret_key *key,
 
 /* Best effort: a failed snapshot should not leave packs behind. Anything
  * left (a killed process) has no manifest and is listed as incomplete. */
-static void remove_packs(run *r)
+static void remove_packs(sg_run *r)
 {
     for (size_t i = 0; i < r->npacks; i++) {
         char path[64];
@@ -764,18 +332,18 @@ static int load_keys(sg_secret_key *key, sg_public_key **recipients,
 
 int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg_error *err)
 {
-    run r_ = {0}, *r = &r_;
+    sg_run r_ = {0}, *r = &r_;
     sg_secret_key key;
     sg_public_key *recipients = NULL;
     PGconn *coord = NULL;
-    reader *readers = NULL;
-    sealer *sealers = NULL;
+    sg_reader *readers = NULL;
+    sg_sealer *sealers = NULL;
     size_t nreaders = 0, nsealers = 0, nstarted = 0;
     sg_proc *dump = NULL;
     char *tmpdir = NULL, *dump_path = NULL, *manifest_key = NULL;
     sg_buf manifest_bytes = {0};
     sg_manifest *m = NULL;
-    plain_chunk *schema_chunk = NULL;
+    sg_plain_chunk *schema_chunk = NULL;
     struct timespec t0, t1;
     time_t started = time(NULL);
     int rc, server_version;
@@ -858,30 +426,32 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
     /* Sealers first: readers block on a full queue until one runs. A thread
      * that cannot start fails the run, and only started ones are joined. */
     for (; nsealers < (size_t)opts->jobs; nsealers++)
-        if (pthread_create(&sealers[nsealers].thread, NULL, sealer_main, &sealers[nsealers]) != 0)
+        if (pthread_create(&sealers[nsealers].thread, NULL, sg_sealer_main, &sealers[nsealers]) !=
+            0)
             break;
     for (; nstarted < nreaders && nsealers > 0; nstarted++)
-        if (pthread_create(&readers[nstarted].thread, NULL, reader_main, &readers[nstarted]) != 0)
+        if (pthread_create(&readers[nstarted].thread, NULL, sg_reader_main, &readers[nstarted]) !=
+            0)
             break;
     if (nsealers == 0 || nstarted < nreaders) {
         sg_error thread_error;
         sg_error_set(&thread_error, SG_E_INTERNAL, "cannot start a thread");
-        fail(r, &thread_error);
+        sg_run_fail(r, &thread_error);
     }
 
     rc = sg_proc_wait(dump, "pg_dump", err);
     dump = NULL;
     if (rc == 0)
         rc = sg_interrupt_check(err);
-    if (rc == 0 && !(schema_chunk = chunk_new(SCHEMA_TABLE, 0)))
+    if (rc == 0 && !(schema_chunk = sg_plain_chunk_new(SG_SCHEMA_TABLE, 0)))
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     if (rc == 0 && (rc = read_file(&schema_chunk->data, dump_path, err)) == 0) {
-        rc = push_chunk(r, schema_chunk, err);
+        rc = sg_run_push_chunk(r, schema_chunk, err);
         if (rc == 0)
             schema_chunk = NULL;
     }
     if (rc < 0)
-        fail(r, err); /* keeps the first error if the run had already failed */
+        sg_run_fail(r, err); /* keeps the first error if the run had already failed */
 
     for (size_t i = 0; i < nstarted; i++)
         pthread_join(readers[i].thread, NULL);
@@ -938,13 +508,13 @@ done:
         sg_chunk_sealer_free(sealers[i].zs);
     free(sealers);
     for (size_t i = 0; i < r->nspare; i++)
-        chunk_free(r->spare[i]);
+        sg_plain_chunk_free(r->spare[i]);
     free(r->spare);
     PQfinish(coord);
     for (size_t i = 0; i < r->queue_len; i++)
-        chunk_free(r->queue[(r->queue_head + i) % r->queue_cap]);
+        sg_plain_chunk_free(r->queue[(r->queue_head + i) % r->queue_cap]);
     free(r->queue);
-    chunk_free(schema_chunk);
+    sg_plain_chunk_free(schema_chunk);
     free(r->next_seq);
     free(r->tasks);
     free(r->records);
