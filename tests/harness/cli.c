@@ -69,6 +69,16 @@ char *sgt_shardgate_or_exit(const char *const argv[])
     return take_stdout(&r);
 }
 
+void sgt_keygen_or_exit(const char *dir, const char *name, char key[512], char pub[512])
+{
+    char out[512];
+    snprintf(out, sizeof(out), "%s/%s", dir, name);
+    snprintf(key, 512, "%s.key", out);
+    snprintf(pub, 512, "%s.pub", out);
+    const char *argv[] = {"shardgate", "keygen", "--out", out, NULL};
+    free(sgt_shardgate_or_exit(argv));
+}
+
 void sgt_sh(const char *command_line)
 {
     const char *argv[] = {"sh", "-c", command_line, NULL};

@@ -15,6 +15,10 @@ char *sgt_shardgate_fails(int want_status, const char *const argv[], const char 
  * and exits the process with its stderr if it fails; returns stdout. */
 char *sgt_shardgate_or_exit(const char *const argv[]);
 
+/* Outside a test: runs `shardgate keygen --out DIR/NAME` (exiting on
+ * failure) and fills in the paths of DIR/NAME.key and DIR/NAME.pub. */
+void sgt_keygen_or_exit(const char *dir, const char *name, char key[512], char pub[512]);
+
 /* Runs a shell command line (setup steps: cp, truncate); exits the process
  * on failure. */
 void sgt_sh(const char *command_line);

@@ -666,10 +666,6 @@ int main(void)
     }
     snprintf(store_dir, sizeof(store_dir), "%s/store", dir);
     snprintf(store, sizeof(store), "file://%s", store_dir);
-    snprintf(owner_key, sizeof(owner_key), "%s/owner.key", dir);
-    snprintf(owner_pub, sizeof(owner_pub), "%s/owner.pub", dir);
-    snprintf(other_key, sizeof(other_key), "%s/other.key", dir);
-    snprintf(other_pub, sizeof(other_pub), "%s/other.pub", dir);
     source = sgt_pg_create_db(pg, "source");
     sgt_sql_or_exit(source,
                     "CREATE TABLE customers (id int PRIMARY KEY, name text);"
@@ -678,12 +674,8 @@ int main(void)
                     "INSERT INTO uniform SELECT repeat('x', 100) FROM generate_series(1, 3000);"
                     "CREATE TABLE filler (id int, payload text);"
                     "INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 60000) g;");
-    snprintf(name, sizeof(name), "%s/owner", dir);
-    const char *keygen1[] = {"shardgate", "keygen", "--out", name, NULL};
-    free(sgt_shardgate_or_exit(keygen1));
-    snprintf(name, sizeof(name), "%s/other", dir);
-    const char *keygen2[] = {"shardgate", "keygen", "--out", name, NULL};
-    free(sgt_shardgate_or_exit(keygen2));
+    sgt_keygen_or_exit(dir, "owner", owner_key, owner_pub);
+    sgt_keygen_or_exit(dir, "other", other_key, other_pub);
     snapshot_or_exit(id_a);
     snapshot_or_exit(id_b);
     snprintf(spec_a, sizeof(spec_a), "bad/%s", id_a);

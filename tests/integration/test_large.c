@@ -60,11 +60,7 @@ int main(void)
         return 1;
     }
     snprintf(store, sizeof(store), "file://%s/store", dir);
-    snprintf(key, sizeof(key), "%s/k.key", dir);
-    snprintf(pub, sizeof(pub), "%s/k.pub", dir);
-    snprintf(name, sizeof(name), "%s/k", dir);
-    const char *keygen[] = {"shardgate", "keygen", "--out", name, NULL};
-    free(sgt_shardgate_or_exit(keygen));
+    sgt_keygen_or_exit(dir, "k", key, pub);
     source = sgt_pg_create_db(pg, "large");
     /* About 330 MB of heap in `wide`, and a 40 MB random value (80 MB of
      * COPY text as hex) in `toasted`. */

@@ -254,8 +254,6 @@ int main(void)
         return 1;
     }
     snprintf(store, sizeof(store), "file://%s/store", dir);
-    snprintf(owner_key, sizeof(owner_key), "%s/owner.key", dir);
-    snprintf(owner_pub, sizeof(owner_pub), "%s/owner.pub", dir);
     snprintf(path, sizeof(path), "%s/tests/integration/sql/source.sql", src_dir ? src_dir : ".");
     if (!(sql = sgt_read_file(path, NULL))) {
         fprintf(stderr, "cannot read %s\n", path);
@@ -265,10 +263,7 @@ int main(void)
     sgt_sql_or_exit(source, sql);
     free(sql);
     {
-        char name[600];
-        snprintf(name, sizeof(name), "%s/owner", dir);
-        const char *keygen[] = {"shardgate", "keygen", "--out", name, NULL};
-        free(sgt_shardgate_or_exit(keygen));
+        sgt_keygen_or_exit(dir, "owner", owner_key, owner_pub);
         /* A small chunk size splits `big` into many TID ranges and chunks,
          * and the TOASTed value is larger than a chunk. */
         const char *snap[] = {"shardgate", "snapshot", "--dsn",        source,    "--store",
