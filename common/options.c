@@ -110,6 +110,8 @@ static int set_value(void *settings, const sg_option *opt, const char *value, co
     }
     case SG_OPT_LIST:
         return list_append((sg_strlist *)field, value, err);
+    case SG_OPT_TABLE:
+        break;
     }
     return sg_error_set(err, SG_E_INTERNAL, "unknown option type");
 }
@@ -123,28 +125,71 @@ static void env_name(char *out, size_t size, const char *name)
     out[n + i] = '\0';
 }
 
+/* Walks a table and the tables it includes, calling fn with each option and
+ * the offset its table's struct sits at. */
+typedef int (*option_fn)(const sg_option *opt, size_t base, void *ctx);
+
+static int each_option(const sg_option *table, size_t base, option_fn fn, void *ctx)
+{
+    for (const sg_option *opt = table; opt->name; opt++) {
+        int rc = opt->type == SG_OPT_TABLE ? each_option(opt->table, base + opt->offset, fn, ctx)
+                                           : fn(opt, base, ctx);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+typedef struct option_match {
+    const char *name;
+    size_t name_len;
+    const sg_option *opt;
+    size_t base;
+} option_match;
+
+static int match_name(const sg_option *opt, size_t base, void *ctx)
+{
+    option_match *m = ctx;
+    if (strlen(opt->name) != m->name_len || strncmp(opt->name, m->name, m->name_len) != 0)
+        return 0;
+    m->opt = opt;
+    m->base = base;
+    return 1;
+}
+
+typedef struct env_pass {
+    char *settings;
+    sg_error *err;
+} env_pass;
+
+static int set_from_env(const sg_option *opt, size_t base, void *ctx)
+{
+    env_pass *pass = ctx;
+    char name[128];
+    const char *value;
+    if (opt->type == SG_OPT_LIST)
+        return 0;
+    env_name(name, sizeof(name), opt->name);
+    value = getenv(name);
+    if (!value || !*value)
+        return 0;
+    return set_value(pass->settings + base, opt, value, name, pass->err);
+}
+
 int sg_options_parse(void *settings, const sg_option *table, int argc, char **argv,
                      sg_strlist *positional, int *help, sg_error *err)
 {
     bool only_positional = false;
+    env_pass pass = {settings, err};
     int rc;
     *help = 0;
     positional->items = NULL;
     positional->count = 0;
-    for (const sg_option *opt = table; opt->name; opt++) {
-        char name[128];
-        const char *value;
-        if (opt->type == SG_OPT_LIST)
-            continue;
-        env_name(name, sizeof(name), opt->name);
-        value = getenv(name);
-        if (value && *value && (rc = set_value(settings, opt, value, name, err)) < 0)
-            return rc;
-    }
+    if ((rc = each_option(table, 0, set_from_env, &pass)) < 0)
+        return rc;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = NULL;
-        const sg_option *opt = NULL;
-        size_t name_len;
+        option_match m = {0};
         char source[160];
         if (only_positional || arg[0] != '-' || strcmp(arg, "-") == 0) {
             if ((rc = list_append(positional, arg, err)) < 0)
@@ -162,55 +207,58 @@ int sg_options_parse(void *settings, const sg_option *table, int argc, char **ar
         if (strncmp(arg, "--", 2) != 0)
             return sg_error_set(err, SG_E_USAGE, "unknown option \"%s\"", arg);
         arg += 2;
-        name_len = strcspn(arg, "=");
-        for (const sg_option *o = table; o->name; o++) {
-            if (strlen(o->name) == name_len && strncmp(o->name, arg, name_len) == 0) {
-                opt = o;
-                break;
-            }
-        }
-        if (!opt) {
-            sg_error_set(err, SG_E_USAGE, "unknown option \"--%.*s\"", (int)name_len, arg);
+        m.name = arg;
+        m.name_len = strcspn(arg, "=");
+        if (m.name_len == 0 || !each_option(table, 0, match_name, &m)) {
+            sg_error_set(err, SG_E_USAGE, "unknown option \"--%.*s\"", (int)m.name_len, arg);
             sg_error_hint(err, "run \"shardgate %s --help\" for the options of this command",
                           argv[0]);
             return SG_E_USAGE;
         }
-        snprintf(source, sizeof(source), "--%s", opt->name);
-        if (arg[name_len] == '=') {
-            value = arg + name_len + 1;
-            if (opt->type == SG_OPT_FLAG)
+        snprintf(source, sizeof(source), "--%s", m.opt->name);
+        if (arg[m.name_len] == '=') {
+            value = arg + m.name_len + 1;
+            if (m.opt->type == SG_OPT_FLAG)
                 return sg_error_set(err, SG_E_USAGE, "option %s takes no value", source);
-        } else if (opt->type != SG_OPT_FLAG) {
+        } else if (m.opt->type != SG_OPT_FLAG) {
             if (i + 1 >= argc)
                 return sg_error_set(err, SG_E_USAGE, "option %s needs a value (%s)", source,
-                                    opt->metavar ? opt->metavar : "VALUE");
+                                    m.opt->metavar ? m.opt->metavar : "VALUE");
             value = argv[++i];
         }
-        if ((rc = set_value(settings, opt, value, source, err)) < 0)
+        if ((rc = set_value((char *)settings + m.base, m.opt, value, source, err)) < 0)
             return rc;
+    }
+    return 0;
+}
+
+static int free_list(const sg_option *opt, size_t base, void *settings)
+{
+    if (opt->type == SG_OPT_LIST) {
+        sg_strlist *list = (sg_strlist *)((char *)settings + base + opt->offset);
+        free(list->items);
+        list->items = NULL;
+        list->count = 0;
     }
     return 0;
 }
 
 void sg_options_free(void *settings, const sg_option *table)
 {
-    for (const sg_option *opt = table; opt->name; opt++) {
-        if (opt->type == SG_OPT_LIST) {
-            sg_strlist *list = (sg_strlist *)((char *)settings + opt->offset);
-            free(list->items);
-            list->items = NULL;
-            list->count = 0;
-        }
-    }
+    each_option(table, 0, free_list, settings);
+}
+
+static int print_help(const sg_option *opt, size_t base, void *out)
+{
+    char left[64];
+    snprintf(left, sizeof(left), "--%s%s%s", opt->name, opt->metavar ? " " : "",
+             opt->metavar ? opt->metavar : "");
+    fprintf(out, "  %-28s %s%s\n", left, opt->help,
+            opt->type == SG_OPT_LIST ? " (repeatable)" : "");
+    return 0;
 }
 
 void sg_options_print_help(FILE *out, const sg_option *table)
 {
-    for (const sg_option *opt = table; opt->name; opt++) {
-        char left[64];
-        snprintf(left, sizeof(left), "--%s%s%s", opt->name, opt->metavar ? " " : "",
-                 opt->metavar ? opt->metavar : "");
-        fprintf(out, "  %-28s %s%s\n", left, opt->help,
-                opt->type == SG_OPT_LIST ? " (repeatable)" : "");
-    }
+    each_option(table, 0, print_help, out);
 }

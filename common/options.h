@@ -16,6 +16,7 @@ typedef enum {
     SG_OPT_INT,    /* int */
     SG_OPT_SIZE,   /* uint64_t, with an optional unit: 512k, 32MiB, 1G */
     SG_OPT_LIST,   /* sg_strlist, repeatable */
+    SG_OPT_TABLE,  /* the options of `table`, at offset: a settings struct shared by commands */
 } sg_opt_type;
 
 typedef struct sg_strlist {
@@ -29,8 +30,16 @@ typedef struct sg_option {
     size_t offset; /* offsetof the value in the command's settings struct */
     const char *metavar;
     const char *help;
-    long min, max; /* bounds for SG_OPT_INT (both 0: unbounded) */
+    long min, max;                 /* bounds for SG_OPT_INT (both 0: unbounded) */
+    const struct sg_option *table; /* SG_OPT_TABLE only */
 } sg_option;
+
+/* Includes the options of `tbl`, whose offsets are relative to a struct at
+ * `off` in the including command's settings. */
+#define SG_OPTIONS_INCLUDE(off, tbl)                                                               \
+    {                                                                                              \
+        .name = "", .type = SG_OPT_TABLE, .offset = (off), .table = (tbl)                          \
+    }
 
 /* Parses argv (argv[0] is the command name) into `settings`. Values come from
  * SHARDGATE_<NAME> environment variables first, then flags. Non-option
