@@ -3,6 +3,7 @@
 #include "common/store_impl.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,33 @@
 
 static const sg_store_vtable *const backends[] = {
     &sg_store_file_vtable,
+    &sg_store_s3_vtable,
 };
+
+#define STORE_OPTION(field) offsetof(sg_store_config, field)
+const sg_option sg_store_options[] = {
+    {"store", SG_OPT_STRING, STORE_OPTION(url), "URL",
+     "the store: file://DIR or s3://BUCKET/PREFIX", 0, 0},
+    {"s3-endpoint", SG_OPT_STRING, STORE_OPTION(s3_endpoint), "URL",
+     "S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS)", 0, 0},
+    {"s3-region", SG_OPT_STRING, STORE_OPTION(s3_region), "REGION",
+     "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1)", 0, 0},
+    {"s3-path-style", SG_OPT_FLAG, STORE_OPTION(s3_path_style), NULL,
+     "put the bucket in the URL path, not the host name", 0, 0},
+    {"s3-insecure", SG_OPT_FLAG, STORE_OPTION(s3_insecure), NULL,
+     "do not verify the S3 server's TLS certificate", 0, 0},
+    {"s3-ca-file", SG_OPT_STRING, STORE_OPTION(s3_ca_file), "FILE",
+     "also trust the CA certificates in FILE (PEM)", 0, 0},
+    {"s3-parallel", SG_OPT_INT, STORE_OPTION(s3_parallel), "N",
+     "parts in flight per object (default 4)", 1, 64},
+    {"s3-part-size", SG_OPT_SIZE, STORE_OPTION(s3_part_size), "SIZE",
+     "multipart part size (default 16MiB)", 0, 0},
+    {"s3-timeout", SG_OPT_INT, STORE_OPTION(s3_timeout), "SECONDS",
+     "give up on a request that makes no progress for this long (default 60)", 1, 86400},
+    {"s3-retry-time", SG_OPT_INT, STORE_OPTION(s3_retry_time), "SECONDS",
+     "stop retrying a request after this long (default 300)", 1, 86400},
+    {0}};
+#undef STORE_OPTION
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
 
@@ -59,6 +86,13 @@ static int check_key(const sg_store *store, const char *key, sg_error *err)
 
 int sg_store_open(sg_store **out, const char *url, sg_error *err)
 {
+    sg_store_config config = {.url = url};
+    return sg_store_open_config(out, &config, err);
+}
+
+int sg_store_open_config(sg_store **out, const sg_store_config *config, sg_error *err)
+{
+    const char *url = config->url;
     const char *sep = strstr(url, "://");
     char schemes[256] = "";
     *out = NULL;
@@ -67,7 +101,7 @@ int sg_store_open(sg_store **out, const char *url, sg_error *err)
         for (size_t i = 0; i < N_BACKENDS; i++) {
             const sg_store_vtable *vt = backends[i];
             if (strlen(vt->scheme) == scheme_len && strncmp(vt->scheme, url, scheme_len) == 0)
-                return vt->open(out, url, sep + 3, err);
+                return vt->open(out, config, sep + 3, err);
         }
     }
     for (size_t i = 0; i < N_BACKENDS; i++) {

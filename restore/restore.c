@@ -363,14 +363,14 @@ int sg_restore_run(sg_restore_result *out, const sg_restore_options *opts, sg_er
     memset(&key, 0, sizeof(key));
     memset(out, 0, sizeof(*out));
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!opts->store_url || !opts->target || !opts->snapshot || !opts->key_path) {
+    if (!opts->store.url || !opts->target || !opts->snapshot || !opts->key_path) {
         rc = sg_error_set(err, SG_E_USAGE,
                           "--store, --key, --trust, --target and a SNAPSHOT are required");
         goto done;
     }
     if ((rc = sg_trusted_keys_load(&trusted, &opts->trust, err)) < 0 ||
         (rc = sg_secret_key_load(&key, opts->key_path, err)) < 0 ||
-        (rc = sg_store_open(&store, opts->store_url, err)) < 0 ||
+        (rc = sg_store_open_config(&store, &opts->store, err)) < 0 ||
         (rc = sg_snapshot_access_open(&r->access, store, opts->snapshot, trusted, opts->trust.count,
                                       &key, err)) < 0)
         goto done;

@@ -14,10 +14,11 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/store.h"
 #include "common/options.h"
 
 typedef struct sg_restore_options {
-    const char *store_url;
+    sg_store_config store; /* --store URL and the backend's settings */
     const char *key_path;
     sg_strlist trust;
     const char *target;

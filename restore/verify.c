@@ -71,7 +71,7 @@ int sg_verify_run(sg_verify_result *out, const sg_verify_options *opts, sg_error
     memset(&key, 0, sizeof(key));
     memset(out, 0, sizeof(*out));
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!opts->store_url || !opts->snapshot) {
+    if (!opts->store.url || !opts->snapshot) {
         rc = sg_error_set(err, SG_E_USAGE, "--store and a SNAPSHOT are required");
         goto done;
     }
@@ -90,7 +90,7 @@ int sg_verify_run(sg_verify_result *out, const sg_verify_options *opts, sg_error
             goto done;
         have_key = true;
     }
-    if ((rc = sg_store_open(&store, opts->store_url, err)) < 0 ||
+    if ((rc = sg_store_open_config(&store, &opts->store, err)) < 0 ||
         (rc = sg_snapshot_access_open(&v.access, store, opts->snapshot, trusted, opts->trust.count,
                                       have_key ? &key : NULL, err)) < 0)
         goto done;

@@ -10,10 +10,11 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/store.h"
 #include "common/options.h"
 
 typedef struct sg_verify_options {
-    const char *store_url;
+    sg_store_config store; /* --store URL and the backend's settings */
     const char *key_path; /* needed for level 2 */
     sg_strlist trust;
     const char *snapshot;

@@ -354,7 +354,7 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
     r->opts = opts;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->changed, NULL);
-    if (!opts->dsn || !opts->store_url) {
+    if (!opts->dsn || !opts->store.url) {
         rc = sg_error_set(err, SG_E_USAGE, "--dsn and --store are required");
         goto done;
     }
@@ -363,7 +363,7 @@ int sg_snapshot_run(sg_snapshot_result *out, const sg_snapshot_options *opts, sg
         goto done;
     }
     if ((rc = load_keys(&key, &recipients, opts, err)) < 0 ||
-        (rc = sg_store_open(&r->store, opts->store_url, err)) < 0 ||
+        (rc = sg_store_open_config(&r->store, &opts->store, err)) < 0 ||
         (rc = sg_snapshot_id_new(r->id, err)) < 0)
         goto done;
     randombytes_buf(r->data_key, sizeof(r->data_key));

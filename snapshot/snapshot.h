@@ -15,12 +15,13 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/store.h"
 #include "common/manifest.h"
 #include "common/options.h"
 
 typedef struct sg_snapshot_options {
     const char *dsn;
-    const char *store_url;
+    sg_store_config store; /* --store URL and the backend's settings */
     const char *key_path;
     sg_strlist recipients; /* paths of .pub files */
     const char *shard;     /* default: the database name */
