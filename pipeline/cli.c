@@ -16,6 +16,7 @@
 #include "common/options.h"
 #include "common/store.h"
 #include "restore/access.h"
+#include "restore/prune.h"
 #include "restore/restore.h"
 #include "restore/verify.h"
 #include "snapshot/snapshot.h"
@@ -147,7 +148,7 @@ typedef struct snapshot_settings {
 static const sg_option snapshot_options[] = {
     {"dsn", SG_OPT_STRING, SNAP(dsn), "DSN", "source database (libpq connection string or URI)", 0,
      0},
-    {"store", SG_OPT_STRING, SNAP(store_url), "URL", "where snapshots go (file://DIR)", 0, 0},
+    SG_OPTIONS_INCLUDE(SNAP(store), sg_store_options),
     {"key", SG_OPT_STRING, SNAP(key_path), "NAME.key", "key that signs (and can open) the snapshot",
      0, 0},
     {"recipient", SG_OPT_LIST, SNAP(recipients), "OTHER.pub", "also encrypt to this public key", 0,
@@ -207,12 +208,12 @@ done:
 
 typedef struct snapshots_settings {
     common_settings common;
-    const char *store_url;
+    sg_store_config store;
     const char *shard;
 } snapshots_settings;
 
 static const sg_option snapshots_options[] = {
-    {"store", SG_OPT_STRING, offsetof(snapshots_settings, store_url), "URL", "the store", 0, 0},
+    SG_OPTIONS_INCLUDE(offsetof(snapshots_settings, store), sg_store_options),
     {"shard", SG_OPT_STRING, offsetof(snapshots_settings, shard), "NAME", "only this shard", 0, 0},
     COMMON_OPTIONS(snapshots_settings),
     {0}};
@@ -229,13 +230,13 @@ static int cmd_snapshots(int argc, char **argv, sg_error *err)
                    &s.common, err);
     if (rc != 0 || (rc = expect_positionals(&pos, 0, "", err)) < 0)
         goto done;
-    if (!s.store_url) {
+    if (!s.store.url) {
         rc = sg_error_set(err, SG_E_USAGE, "--store URL is required");
         goto done;
     }
     if (s.shard && (rc = sg_shard_name_check(s.shard, err)) < 0)
         goto done;
-    if ((rc = sg_store_open(&store, s.store_url, err)) < 0 ||
+    if ((rc = sg_store_open_config(&store, &s.store, err)) < 0 ||
         (rc = sg_snapshot_list(&entries, &count, store, s.shard, err)) < 0)
         goto done;
     if (s.common.json && !(list = json_array())) {
@@ -308,7 +309,7 @@ typedef struct verify_settings {
 
 #define VER(field) offsetof(verify_settings, o.field)
 static const sg_option verify_options[] = {
-    {"store", SG_OPT_STRING, VER(store_url), "URL", "the store", 0, 0},
+    SG_OPTIONS_INCLUDE(VER(store), sg_store_options),
     {"trust", SG_OPT_LIST, VER(trust), "SIGNER.pub", "accept manifests signed by this key", 0, 0},
     {"key", SG_OPT_STRING, VER(key_path), "NAME.key", "secret key (needed for level 2)", 0, 0},
     {"level", SG_OPT_INT, VER(level), "0|1|2",
@@ -360,7 +361,7 @@ typedef struct restore_settings {
 
 #define RES(field) offsetof(restore_settings, o.field)
 static const sg_option restore_options[] = {
-    {"store", SG_OPT_STRING, RES(store_url), "URL", "the store", 0, 0},
+    SG_OPTIONS_INCLUDE(RES(store), sg_store_options),
     {"key", SG_OPT_STRING, RES(key_path), "NAME.key", "secret key the snapshot is encrypted to", 0,
      0},
     {"trust", SG_OPT_LIST, RES(trust), "SIGNER.pub", "accept manifests signed by this key", 0, 0},
@@ -407,6 +408,77 @@ done:
     return rc;
 }
 
+/* ---- prune ---- */
+
+typedef struct prune_settings {
+    common_settings common;
+    sg_prune_options o;
+} prune_settings;
+
+#define PRUNE(field) offsetof(prune_settings, o.field)
+static const sg_option prune_options[] = {
+    SG_OPTIONS_INCLUDE(PRUNE(store), sg_store_options),
+    {"keep-last", SG_OPT_INT, PRUNE(keep_last), "N",
+     "keep each shard's N newest complete snapshots (required)", 1, 1000000},
+    {"keep-days", SG_OPT_INT, PRUNE(keep_days), "D",
+     "also keep complete snapshots taken in the last D days", 1, 1000000},
+    {"shard", SG_OPT_STRING, PRUNE(shard), "NAME", "only this shard", 0, 0},
+    {"dry-run", SG_OPT_FLAG, PRUNE(dry_run), NULL, "show what would be removed, remove nothing", 0,
+     0},
+    COMMON_OPTIONS(prune_settings),
+    {0}};
+#undef PRUNE
+
+static int cmd_prune(int argc, char **argv, sg_error *err)
+{
+    prune_settings s = {0};
+    sg_strlist pos = {0};
+    sg_prune_result res = {0};
+    char freed[32];
+    int rc = parse(&s, prune_options, argc, argv,
+                   "prune --store URL --keep-last N [--keep-days D] [--shard NAME] [--dry-run]",
+                   &pos, &s.common, err);
+    if (rc != 0 || (rc = expect_positionals(&pos, 0, "", err)) < 0)
+        goto done;
+    rc = sg_prune(&res, &s.o, err);
+    /* What went is reported even when prune stopped part-way. */
+    sg_format_size(freed, sizeof(freed), res.freed_bytes);
+    if (s.common.json) {
+        json_t *list = json_array();
+        for (size_t i = 0; list && i < res.nremoved; i++)
+            json_array_append_new(list, json_pack("{s:s, s:s, s:b, s:I}", "shard",
+                                                  res.removed[i].shard, "id", res.removed[i].id,
+                                                  "complete", res.removed[i].complete, "pack_bytes",
+                                                  (json_int_t)res.removed[i].pack_bytes));
+        if (rc == 0 || res.nremoved > 0) {
+            sg_error perr = {0};
+            int prc = print_json(json_pack("{s:b, s:o, s:I, s:I}", "dry_run", s.o.dry_run,
+                                           "removed", list, "kept", (json_int_t)res.kept,
+                                           "freed_bytes", (json_int_t)res.freed_bytes),
+                                 rc == 0 ? err : &perr);
+            if (rc == 0)
+                rc = prc;
+        } else {
+            json_decref(list);
+        }
+    } else {
+        for (size_t i = 0; i < res.nremoved; i++) {
+            char size[32];
+            sg_format_size(size, sizeof(size), res.removed[i].pack_bytes);
+            printf("%s %s/%s (%s, %s)\n", s.o.dry_run ? "would remove" : "removed",
+                   res.removed[i].shard, res.removed[i].id,
+                   res.removed[i].complete ? "complete" : "incomplete", size);
+        }
+        if (rc == 0)
+            printf("%s %zu snapshot%s (%s), kept %zu\n", s.o.dry_run ? "would remove" : "removed",
+                   res.nremoved, res.nremoved == 1 ? "" : "s", freed, res.kept);
+    }
+done:
+    sg_prune_result_clear(&res);
+    free(pos.items);
+    return rc;
+}
+
 /* ---- dispatch ---- */
 
 typedef struct command {
@@ -421,6 +493,7 @@ static const command commands[] = {
     {"snapshots", cmd_snapshots, "list the snapshots in a store"},
     {"verify", cmd_verify, "check a stored snapshot (levels 0-2)"},
     {"restore", cmd_restore, "restore a snapshot into an empty database"},
+    {"prune", cmd_prune, "delete old snapshots from a store"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out)
