@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages needed to build and test shardgate.
+# Installs the Debian packages needed to build and test shardgate, and the npm
+# packages of the S3 test service (tests/harness/s3, from its lock file).
 # Idempotent: when everything is installed it neither needs the network nor
 # says anything. The postgresql-15 package may create and start its own
 # cluster on port 5432; shardgate never uses it (tests and the demo run private
@@ -11,8 +12,12 @@ packages=(
     libpq-dev postgresql-15 postgresql-client-15
     libarchive-dev libzstd-dev libsodium-dev libcurl4-openssl-dev libssl-dev
     check libjansson-dev libfyaml-dev libexpat1-dev libpg-query-dev libxxhash-dev
-    zstd time
+    zstd time s3cmd
 )
+# The S3 test service runs on Node.js; any recent node and npm will do.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+fi
 
 # dpkg-query fails when any package is unknown to it; what it prints is enough.
 installed=" $({ dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${packages[@]}" 2>/dev/null ||
@@ -21,25 +26,42 @@ missing=()
 for pkg in "${packages[@]}"; do
     [[ $installed == *" $pkg "* ]] || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-    if ! command -v sudo >/dev/null; then
-        echo "install-deps: missing packages: ${missing[*]}" >&2
-        echo "install-deps: hint: run as root, or install them with apt-get" >&2
-        exit 1
-    fi
-    sudo=(sudo)
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: installing ${missing[*]}" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! { "${sudo[@]}" apt-get update -q &&
-       "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "install-deps: error: apt-get failed" >&2
-    exit 1
+
+install_packages() {
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null; then
+            echo "install-deps: missing packages: ${missing[*]}" >&2
+            echo "install-deps: hint: run as root, or install them with apt-get" >&2
+            exit 1
+        fi
+        sudo=(sudo)
+    fi
+
+    export DEBIAN_FRONTEND=noninteractive
+    echo "install-deps: installing ${missing[*]}" >&2
+    if ! { "${sudo[@]}" apt-get update -q &&
+           "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "install-deps: error: apt-get failed" >&2
+        exit 1
+    fi
+}
+
+[ ${#missing[@]} -eq 0 ] || install_packages
+
+# npm writes node_modules/.package-lock.json on every install: older than the
+# committed lock file means the lock file changed since.
+s3_service=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/harness/s3" && pwd)
+stamp=$s3_service/node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ "$s3_service/package-lock.json" -nt "$stamp" ]; then
+    echo "install-deps: installing the npm packages of tests/harness/s3" >&2
+    if ! (cd "$s3_service" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "install-deps: error: npm ci failed in tests/harness/s3" >&2
+        exit 1
+    fi
 fi
