@@ -403,10 +403,19 @@ static size_t on_header(char *line, size_t size, size_t n, void *ctx)
     return len;
 }
 
+/* Deletes are how a failed or interrupted run cleans up (aborting an upload,
+ * removing packs), so they go ahead after SIGINT; a second signal still ends
+ * the process at once. */
+static bool stops_on_interrupt(const sg_s3_request *req)
+{
+    return strcmp(req->method, "DELETE") != 0;
+}
+
 static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
-    return sg_interrupted() ? 1 : 0;
+    const transfer *t = ctx;
+    return sg_interrupted() && stops_on_interrupt(t->req) ? 1 : 0;
 }
 
 typedef struct ca_settings {
@@ -547,6 +556,7 @@ static void setup_handle(sg_s3_client *c, CURL *h, const sg_s3_request *req, bui
     curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, t);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->timeout_s);
     /* A transfer that moves no byte for timeout_s is dead; one that is just
      * long (a 1 GiB part on a slow link) is not. */
@@ -613,8 +623,11 @@ sg_s3_outcome sg_s3_classify(int curl_code, long status, const char *error_code)
 
 /* ---- messages ---- */
 
-static const char *method_action(const char *method)
+static const char *method_action(const sg_s3_request *req)
 {
+    const char *method = req->method;
+    if (!req->key && strcmp(method, "GET") == 0)
+        return "list";
     if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0)
         return "write";
     if (strcmp(method, "DELETE") == 0)
@@ -635,8 +648,7 @@ static void describe_http_failure(sg_s3_client *c, const sg_s3_request *req, con
         snprintf(said, sizeof(said), ": %s%s%s", code, doc->message[0] ? ": " : "", doc->message);
     if (status == 404 && (!code || strcmp(code, "NoSuchKey") == 0) && req->key)
         ecode = SG_E_NOT_FOUND;
-    sg_error_set(err, ecode, "cannot %s %s: HTTP %ld%s", method_action(req->method), what, status,
-                 said);
+    sg_error_set(err, ecode, "cannot %s %s: HTTP %ld%s", method_action(req), what, status, said);
     if (attempts > 1 || doc->request_id[0])
         sg_error_detail(err, "%s %s; %u attempt%s%s%s", req->method, c->endpoint, attempts,
                         attempts == 1 ? "" : "s", doc->request_id[0] ? "; request id " : "",
@@ -676,7 +688,7 @@ static void describe_http_failure(sg_s3_client *c, const sg_s3_request *req, con
         sg_error_hint(err,
                       "the credentials of access key id %s may not %s this; check the "
                       "bucket's and the user's policies",
-                      c->access_key, method_action(req->method));
+                      c->access_key, method_action(req));
     else if (strcmp(code, "PermanentRedirect") == 0 ||
              strcmp(code, "AuthorizationHeaderMalformed") == 0 ||
              strcmp(code, "IllegalLocationConstraintException") == 0)
@@ -691,7 +703,7 @@ static void describe_curl_failure(sg_s3_client *c, const sg_s3_request *req, con
                                   sg_error *err)
 {
     const char *reason = curl_error[0] ? curl_error : curl_easy_strerror(code);
-    sg_error_set(err, SG_E_STORE, "cannot %s %s: %s", method_action(req->method), what, reason);
+    sg_error_set(err, SG_E_STORE, "cannot %s %s: %s", method_action(req), what, reason);
     sg_error_detail(err, "%s %s; %u attempt%s", req->method, c->endpoint, attempts,
                     attempts == 1 ? "" : "s");
     switch (code) {
@@ -715,6 +727,15 @@ static void describe_curl_failure(sg_s3_client *c, const sg_s3_request *req, con
     default:
         break;
     }
+}
+
+/* A listing is described by the prefix it lists. */
+static const char *listed_prefix(const sg_s3_request *req)
+{
+    for (size_t i = 0; i < req->nquery; i++)
+        if (strcmp(req->query[i].name, "prefix") == 0)
+            return req->query[i].value;
+    return NULL;
 }
 
 static void sleep_ms(uint64_t ms)
@@ -748,7 +769,8 @@ int sg_s3_perform(sg_s3_client *c, const sg_s3_request *req, sg_s3_response *res
     sg_hex_encode(payload_hex, digest, 32);
     sodium_bin2base64(checksum_b64, sizeof(checksum_b64), digest, 32,
                       sodium_base64_VARIANT_ORIGINAL);
-    if (!(what = sg_s3_client_describe(c, req->key)) || !(h = take_handle(c))) {
+    if (!(what = sg_s3_client_describe(c, req->key ? req->key : listed_prefix(req))) ||
+        !(h = take_handle(c))) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory (S3 request)");
         goto done;
     }
@@ -760,7 +782,7 @@ int sg_s3_perform(sg_s3_client *c, const sg_s3_request *req, sg_s3_response *res
         sg_s3_outcome outcome;
         uint64_t delay;
 
-        if ((rc = sg_interrupt_check(err)) < 0)
+        if (stops_on_interrupt(req) && (rc = sg_interrupt_check(err)) < 0)
             goto done;
         memset(&t, 0, sizeof(t));
         t.req = req;

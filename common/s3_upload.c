@@ -37,6 +37,9 @@ typedef struct upload_writer {
     int parts_started;
     uint64_t total;
     bool completed;
+    /* A whole PUT or a CompleteMultipartUpload was sent: the object may
+     * exist even though the answer said otherwise or never came. */
+    bool maybe_created;
 
     pthread_mutex_t lock;
     pthread_cond_t changed;
@@ -257,6 +260,7 @@ static int put_whole(upload_writer *u, sg_error *err)
                          .body = u->current.data,
                          .body_len = u->current.len,
                          .send_checksum = true};
+    u->maybe_created = true;
     return sg_s3_perform(u->client, &req, NULL, err);
 }
 
@@ -291,6 +295,7 @@ static int complete_upload(upload_writer *u, sg_error *err)
     req.body = body.data;
     req.body_len = body.len;
     req.response = &answer;
+    u->maybe_created = true;
     /* S3 may answer 200 and then report a failed assembly in the body; such
      * an InternalError is retried like a 500. */
     for (unsigned attempt = 0;; attempt++) {
@@ -354,6 +359,17 @@ static void abort_upload(upload_writer *u)
                        u->what, u->upload_id, err.message);
 }
 
+/* The writer failed after the object may have been created (an interrupted
+ * or failed answer to the request that creates it): remove it, since an
+ * object must appear only when its writer closes successfully. */
+static void remove_object(upload_writer *u)
+{
+    sg_s3_request req = {.method = "DELETE", .key = u->key};
+    sg_error err = {0};
+    if (sg_s3_perform(u->client, &req, NULL, &err) < 0)
+        sg_log_warning("could not remove the unfinished %s: %s", u->what, err.message);
+}
+
 static void upload_destroy(sg_writer *base)
 {
     upload_writer *u = (upload_writer *)base;
@@ -367,6 +383,8 @@ static void upload_destroy(sg_writer *base)
     }
     if (u->upload_id && !u->completed)
         abort_upload(u);
+    if (u->maybe_created && !u->completed)
+        remove_object(u);
     for (part_job *j = u->queue_head, *next; j; j = next) {
         next = j->next;
         sg_buf_free(&j->data);

@@ -66,8 +66,7 @@ static int store_error(sg_error *err, const file_store *fs, const char *verb, co
 
 /* ---- open ---- */
 
-static int file_open(sg_store **out, const sg_store_config *config, const char *rest,
-                     sg_error *err)
+static int file_open(sg_store **out, const sg_store_config *config, const char *rest, sg_error *err)
 {
     const char *url = config->url;
     char cwd[PATH_MAX];

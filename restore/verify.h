@@ -15,7 +15,7 @@
 
 typedef struct sg_verify_options {
     sg_store_config store; /* --store URL and the backend's settings */
-    const char *key_path; /* needed for level 2 */
+    const char *key_path;  /* needed for level 2 */
     sg_strlist trust;
     const char *snapshot;
     int level;
