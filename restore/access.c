@@ -86,7 +86,8 @@ int sg_snapshot_list(sg_snapshot_entry **out, size_t *count, sg_store *store, co
         free(ctx.entries);
         return rc < 0 ? rc : ctx.rc;
     }
-    qsort(ctx.entries, ctx.count, sizeof(*ctx.entries), newest_first);
+    if (ctx.count > 1) /* an empty array may be NULL, which qsort must not get */
+        qsort(ctx.entries, ctx.count, sizeof(*ctx.entries), newest_first);
     *out = ctx.entries;
     *count = ctx.count;
     return 0;

@@ -286,7 +286,8 @@ static int prepare(restore_run *r, PGconn *conn, sg_error *err)
                 return sg_error_set(err, SG_E_NOMEM, "out of memory");
         }
     }
-    qsort(r->tasks, r->ntasks, sizeof(*r->tasks), compare_tasks);
+    if (r->ntasks > 1)
+        qsort(r->tasks, r->ntasks, sizeof(*r->tasks), compare_tasks);
     return 0;
 }
 

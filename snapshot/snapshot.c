@@ -86,7 +86,8 @@ static int plan_tasks(sg_run *r, int server_version, sg_error *err)
         }
     }
     r->ntasks = n;
-    qsort_r(r->tasks, n, sizeof(*r->tasks), compare_tasks_by_size, r);
+    if (n > 1)
+        qsort_r(r->tasks, n, sizeof(*r->tasks), compare_tasks_by_size, r);
     return 0;
 }
 
@@ -276,7 +277,8 @@ static int build_manifest(sg_manifest *m, sg_run *r, const sg_secret_key *key,
     }
     for (size_t i = 0; i < r->catalog->nmatviews; i++)
         TRY(sg_manifest_add_matview(m, r->catalog->matviews[i], err));
-    qsort(r->records, r->nrecords, sizeof(*r->records), compare_records);
+    if (r->nrecords > 1)
+        qsort(r->records, r->nrecords, sizeof(*r->records), compare_records);
     for (size_t i = 0; i < r->catalog->ntables; i++) {
         const sg_catalog_table *ct = &r->catalog->tables[i];
         sg_manifest_table *mt;

@@ -184,6 +184,25 @@ START_TEST(role_and_database_timeouts_do_not_break_a_run)
 }
 END_TEST
 
+/* A database without a single table is still a snapshot: nothing to copy,
+ * every list empty. */
+START_TEST(empty_database_round_trip)
+{
+    char *db = sgt_pg_create_db(pg, "nothing"), *target = sgt_pg_create_db(pg, "nothing_copy");
+    const char *snap[] = {"shardgate", "snapshot", "--dsn",   db,      "--store", store,
+                          "--key",     owner_key,  "--shard", "empty", NULL};
+    const char *restore[] = {"shardgate", "restore", "--store",  store,  "--key",        owner_key,
+                             "--trust",   owner_pub, "--target", target, "empty/latest", NULL};
+    const char *verify[] = {"shardgate", "verify",  "--store", store, "--trust",      owner_pub,
+                            "--key",     owner_key, "--level", "2",   "empty/latest", NULL};
+    free(sgt_shardgate(0, snap));
+    free(sgt_shardgate(0, restore));
+    free(sgt_shardgate(0, verify));
+    free(db);
+    free(target);
+}
+END_TEST
+
 START_TEST(snapshots_lists_the_snapshot_as_complete)
 {
     const char *argv[] = {"shardgate", "snapshots", "--store", store, NULL};
@@ -231,6 +250,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("roundtrip");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, restore_reproduces_schema_and_every_row);
+    tcase_add_test(tc, empty_database_round_trip);
     tcase_add_test(tc, restore_with_one_job_and_latest);
     tcase_add_test(tc, snapshots_lists_the_snapshot_as_complete);
     tcase_add_test(tc, uri_and_libpq_environment_are_honoured);
