@@ -12,7 +12,7 @@ packages=(
     libpq-dev postgresql-15 postgresql-client-15
     libarchive-dev libzstd-dev libsodium-dev libcurl4-openssl-dev libssl-dev
     check libjansson-dev libfyaml-dev libexpat1-dev libpg-query-dev libxxhash-dev
-    zstd time s3cmd
+    zstd time s3cmd openssl
 )
 # The S3 test service runs on Node.js; any recent node and npm will do.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -264,7 +264,8 @@ static void stop_all(void)
     }
 }
 
-sgt_s3 *sgt_s3_start(const char *bucket, long min_part_size)
+static sgt_s3 *start_service(const char *bucket, long min_part_size, const char *cert,
+                             const char *key)
 {
     sgt_s3 *s3 = calloc(1, sizeof(*s3));
     if (!s3)
@@ -319,22 +320,31 @@ sgt_s3 *sgt_s3_start(const char *bucket, long min_part_size)
                            "--no-vhost-buckets",
                            "--configure-bucket",
                            s3->bucket,
+                           cert ? "--cert" : NULL,
+                           (char *)cert,
+                           "--key",
+                           (char *)key,
                            NULL};
     s3->s3rver = spawn(s3, s3rver_argv, "s3rver");
     int direct_port = wait_listening(s3, &s3->s3rver, "s3rver", "S3rver listening on 127.0.0.1:");
-    snprintf(s3->direct, sizeof(s3->direct), "http://127.0.0.1:%d", direct_port);
-
-    char min_part[32];
-    snprintf(min_part, sizeof(min_part), "%ld",
-             min_part_size > 0 ? min_part_size : SGT_S3_DEFAULT_MIN_PART);
-    char *proxy_argv[] = {node,       proxy_js,          "--upstream",
-                          s3->direct, "--access-key",    SGT_S3_ACCESS_KEY,
-                          "--secret", SGT_S3_SECRET_KEY, "--port",
-                          "0",        "--min-part-size", min_part,
-                          NULL};
-    s3->proxy = spawn(s3, proxy_argv, "proxy");
-    int proxy_port = wait_listening(s3, &s3->proxy, "proxy", "proxy listening on 127.0.0.1:");
-    snprintf(s3->endpoint, sizeof(s3->endpoint), "http://127.0.0.1:%d", proxy_port);
+    snprintf(s3->direct, sizeof(s3->direct), "%s://127.0.0.1:%d", cert ? "https" : "http",
+             direct_port);
+    if (cert) {
+        /* TLS is between the client and s3rver itself: no proxy. */
+        snprintf(s3->endpoint, sizeof(s3->endpoint), "%s", s3->direct);
+    } else {
+        char min_part[32];
+        snprintf(min_part, sizeof(min_part), "%ld",
+                 min_part_size > 0 ? min_part_size : SGT_S3_DEFAULT_MIN_PART);
+        char *proxy_argv[] = {node,       proxy_js,          "--upstream",
+                              s3->direct, "--access-key",    SGT_S3_ACCESS_KEY,
+                              "--secret", SGT_S3_SECRET_KEY, "--port",
+                              "0",        "--min-part-size", min_part,
+                              NULL};
+        s3->proxy = spawn(s3, proxy_argv, "proxy");
+        int proxy_port = wait_listening(s3, &s3->proxy, "proxy", "proxy listening on 127.0.0.1:");
+        snprintf(s3->endpoint, sizeof(s3->endpoint), "http://127.0.0.1:%d", proxy_port);
+    }
     write_s3cmd_config(s3);
 
     free(node);
@@ -352,6 +362,16 @@ sgt_s3 *sgt_s3_start(const char *bucket, long min_part_size)
         atexit_registered = 1;
     }
     return s3;
+}
+
+sgt_s3 *sgt_s3_start(const char *bucket, long min_part_size)
+{
+    return start_service(bucket, min_part_size, NULL, NULL);
+}
+
+sgt_s3 *sgt_s3_start_tls(const char *bucket, const char *cert_file, const char *key_file)
+{
+    return start_service(bucket, 0, cert_file, key_file);
 }
 
 void sgt_s3_stop(sgt_s3 *s3)

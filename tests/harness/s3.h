@@ -25,6 +25,11 @@ typedef struct sgt_s3 sgt_s3;
  * Exits the process with a hint when node or the npm packages are missing. */
 sgt_s3 *sgt_s3_start(const char *bucket, long min_part_size);
 
+/* Starts s3rver alone serving HTTPS with the given PEM certificate and key,
+ * for TLS tests: there is no proxy, so no signature checks, faults or log;
+ * sgt_s3_endpoint is "https://127.0.0.1:PORT". */
+sgt_s3 *sgt_s3_start_tls(const char *bucket, const char *cert_file, const char *key_file);
+
 /* Stops both servers and removes the directory. Only the process that
  * started them stops them; in a forked test this does nothing. NULL is a
  * no-op. */

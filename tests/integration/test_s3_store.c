@@ -22,7 +22,8 @@
 #define PACK_SIZE "256k"
 
 static sgt_pg_server *pg;
-static sgt_s3 *s3;
+static sgt_s3 *s3, *tls;
+static char cert[600];
 static char *source;
 static char dir[] = "/tmp/sgt-s3-XXXXXX";
 static char key[512], pub[512];
@@ -428,6 +429,28 @@ static void no_faults(void)
     start_clean("[]");
 }
 
+/* Certificates are verified by default; --s3-ca-file adds a CA to the
+ * trusted ones, --s3-insecure turns verification off by name. */
+START_TEST(tls_verified_unless_told_otherwise)
+{
+    const char *endpoint = sgt_s3_endpoint(tls);
+    const char *plain[] = {"shardgate",     "snapshots", "--store", "s3://sg-tls/x",
+                           "--s3-endpoint", endpoint,    NULL};
+    const char *want[] = {"cannot list s3://sg-tls/x", "not trusted", "--s3-ca-file", NULL};
+    char *err = sgt_shardgate_fails(11, plain, want);
+    /* A certificate problem is not retried. */
+    ck_assert_msg(strstr(err, "1 attempt;") || strstr(err, "1 attempt\n"), "%s", err);
+    free(err);
+    const char *with_ca[] = {
+        "shardgate",    "snapshots", "--store", "s3://sg-tls/x", "--s3-endpoint", endpoint,
+        "--s3-ca-file", cert,        NULL};
+    free(sgt_shardgate(0, with_ca));
+    const char *insecure[] = {"shardgate",     "snapshots", "--store",       "s3://sg-tls/x",
+                              "--s3-endpoint", endpoint,    "--s3-insecure", NULL};
+    free(sgt_shardgate(0, insecure));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("s3_store");
@@ -437,6 +460,7 @@ static Suite *suite(void)
     tcase_add_test(data, round_trip_through_multipart);
     tcase_add_test(data, independent_client_reads_our_objects);
     tcase_add_test(data, wrong_secret_is_refused_and_leaves_nothing);
+    tcase_add_test(data, tls_verified_unless_told_otherwise);
     tcase_add_test(faults, part_3_gets_503_then_succeeds);
     tcase_add_test(faults, slowdown_429_retried);
     tcase_add_test(faults, reset_mid_body_retried);
@@ -471,6 +495,18 @@ int main(void)
         return 1;
     }
     sgt_keygen_or_exit(dir, "owner", key, pub);
+    {
+        char cmd[2048], tls_key[600];
+        snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+        snprintf(tls_key, sizeof(tls_key), "%s/key.pem", dir);
+        snprintf(cmd, sizeof(cmd),
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                 "-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                 "-keyout '%s' -out '%s' 2>/dev/null",
+                 tls_key, cert);
+        sgt_sh(cmd);
+        tls = sgt_s3_start_tls("sg-tls", cert, tls_key);
+    }
     source = sgt_pg_create_db(pg, "s3src");
     /* About 1.5 MB stored: several packs of several parts each. */
     sgt_sql_or_exit(source, "CREATE TABLE big (id int PRIMARY KEY, v text);"
@@ -489,6 +525,7 @@ int main(void)
         sgt_run(&r, rm, NULL);
         sgt_result_free(&r);
     }
+    sgt_s3_stop(tls);
     sgt_s3_stop(s3);
     sgt_pg_stop(pg);
     free(source);
