@@ -326,7 +326,10 @@ static size_t write_body(char *data, size_t size, size_t n, void *ctx)
     size_t len = size * n;
     sg_error ignored;
     if (t->head.status >= 200 && t->head.status < 300) {
-        if (t->head.status == 200 && t->req->range_len) {
+        /* A 200 to a ranged GET is the whole object: usable only when the
+         * range asked for was the whole object anyway. */
+        if (t->head.status == 200 && t->req->range_len &&
+            (t->req->range_offset != 0 || t->head.content_length > t->req->range_len)) {
             t->ignored_range = true;
             return 0;
         }
@@ -736,6 +739,13 @@ static const char *listed_prefix(const sg_s3_request *req)
         if (strcmp(req->query[i].name, "prefix") == 0)
             return req->query[i].value;
     return NULL;
+}
+
+static void sleep_ms(uint64_t ms);
+
+void sg_s3_client_backoff(sg_s3_client *c, unsigned retry)
+{
+    sleep_ms(sg_retry_delay_ms(&c->retry, retry, randombytes_random()));
 }
 
 static void sleep_ms(uint64_t ms)

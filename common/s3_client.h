@@ -83,6 +83,11 @@ typedef struct sg_s3_response {
 int sg_s3_perform(sg_s3_client *client, const sg_s3_request *req, sg_s3_response *resp,
                   sg_error *err);
 
+/* Waits as the retry policy says before retry number `retry` (0 for the
+ * first), for callers that retry a request whose answer was a failure in
+ * disguise (a 200 carrying an error document). */
+void sg_s3_client_backoff(sg_s3_client *client, unsigned retry);
+
 /* "s3://bucket/key" of a key, for messages; to free. */
 char *sg_s3_client_describe(const sg_s3_client *client, const char *key);
 

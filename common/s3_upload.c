@@ -307,10 +307,12 @@ static int complete_upload(upload_writer *u, sg_error *err)
             goto done;
         }
         rc = sg_s3_xml_parse_complete(&doc, (const char *)answer.data, answer.len, err);
-        if (rc == 0 || attempt >= 4 || sg_s3_classify(0, 500, doc.code) != SG_S3_RETRY ||
-            !doc.code[0])
+        /* Judged by its code alone: the status said 200. */
+        if (rc == 0 || attempt >= 4 || !doc.code[0] ||
+            sg_s3_classify(0, 400, doc.code) != SG_S3_RETRY)
             break;
         sg_log_debug("completing %s: %s; retrying", u->what, doc.code);
+        sg_s3_client_backoff(u->client, attempt);
     }
     if (rc < 0)
         sg_error_prefix(err, "cannot complete %s", u->what);

@@ -456,6 +456,40 @@ START_TEST(test_complete_error_in_200_retried)
 }
 END_TEST
 
+/* An error in a 200 that cannot pass (a part the server does not accept)
+ * is not retried: the upload fails, is aborted, and the object removed in
+ * case it was assembled after all. */
+START_TEST(test_complete_permanent_error_in_200)
+{
+    sgt_reply script[] = {
+        {200, NULL, INITIATE},
+        {200, "ETag: \"e1\"\r\n", NULL},
+        {200, "ETag: \"e2\"\r\n", NULL},
+        {200, NULL,
+         "<Error><Code>InvalidPart</Code><Message>One or more of the specified parts could not "
+         "be found</Message></Error>"},
+        {204, NULL, NULL},
+        {204, NULL, NULL},
+    };
+    sgt_http_fake *fake = sgt_http_fake_start(script, 6);
+    sg_store *store = open_store(fake, 8);
+    sg_error err = {0};
+    int rc;
+    sg_writer *w = upload(store, "0123456789abcdef", 16, &err, &rc);
+    ck_assert_int_eq(rc, SG_E_STORE);
+    ck_assert_ptr_nonnull(strstr(err.message, "cannot complete s3://bkt/pre/fix/obj"));
+    ck_assert_ptr_nonnull(strstr(err.message, "InvalidPart"));
+    sg_writer_free(w);
+    ck_assert_uint_eq(sgt_http_fake_count(fake), 6);
+    ck_assert_str_eq(sgt_http_fake_request(fake, 4)->method, "DELETE");
+    ck_assert_str_eq(sgt_http_fake_request(fake, 4)->target, "/bkt/pre/fix/obj?uploadId=up-1");
+    ck_assert_str_eq(sgt_http_fake_request(fake, 5)->method, "DELETE");
+    ck_assert_str_eq(sgt_http_fake_request(fake, 5)->target, "/bkt/pre/fix/obj");
+    sg_store_free(store);
+    sgt_http_fake_stop(fake);
+}
+END_TEST
+
 /* Freed without close (the producer failed): aborted, nothing completed. */
 START_TEST(test_unclosed_writer_aborts)
 {
@@ -495,6 +529,29 @@ START_TEST(test_ranged_reads)
     assert_header(sgt_http_fake_request(fake, 2), "range", "bytes=8-15");
     assert_header(sgt_http_fake_request(fake, 3), "range", "bytes=16-19");
     assert_signed(sgt_http_fake_request(fake, 3));
+    sg_buf_free(&out);
+    sg_store_free(store);
+    sgt_http_fake_stop(fake);
+}
+END_TEST
+
+/* A server that ignores Range answers 200 with the whole object: fine when
+ * that is what was asked, an error otherwise (never a wrong byte). */
+START_TEST(test_range_ignored)
+{
+    sgt_reply script[] = {
+        {200, NULL, "01234567"},
+        {200, NULL, "0123456789abcdef"},
+    };
+    sgt_http_fake *fake = sgt_http_fake_start(script, 2);
+    sg_store *store = open_store(fake, 8);
+    sg_error err = {0};
+    sg_buf out = {0};
+    ck_assert_msg(sg_store_get(store, "obj", 0, 8, &out, &err) == 0, "%s", err.message);
+    ck_assert_uint_eq(out.len, 8);
+    ck_assert_int_eq(sg_store_get(store, "obj", 8, 8, &out, &err), SG_E_STORE);
+    ck_assert_ptr_nonnull(strstr(err.message, "ignored the Range header"));
+    ck_assert_uint_eq(out.len, 8);
     sg_buf_free(&out);
     sg_store_free(store);
     sgt_http_fake_stop(fake);
@@ -682,8 +739,10 @@ int main(void)
     tcase_add_test(multipart, test_multipart_failure_aborts);
     tcase_add_test(multipart, test_complete_error_in_200_retried);
     tcase_add_test(multipart, test_unclosed_writer_aborts);
+    tcase_add_test(multipart, test_complete_permanent_error_in_200);
     tcase_add_test(download, test_ranged_reads);
     tcase_add_test(download, test_short_object_is_corrupt);
+    tcase_add_test(download, test_range_ignored);
     tcase_add_test(download, test_missing_object);
     tcase_add_test(failures, test_transient_failures_retried);
     tcase_add_test(failures, test_retries_bounded);
