@@ -388,6 +388,69 @@ START_TEST(test_format_size)
 }
 END_TEST
 
+/* A shared table included at an offset: its options parse into the nested
+ * struct, from flags and from the environment, and show in the help. */
+typedef struct shared {
+    const char *endpoint;
+    uint64_t part_size;
+    sg_strlist extra;
+} shared;
+
+typedef struct outer {
+    int jobs;
+    shared net;
+} outer;
+
+static const sg_option shared_table[] = {
+    {"endpoint", SG_OPT_STRING, offsetof(shared, endpoint), "URL", "where to go", 0, 0},
+    {"part-size", SG_OPT_SIZE, offsetof(shared, part_size), "SIZE", "part size", 0, 0},
+    {"extra", SG_OPT_LIST, offsetof(shared, extra), "X", "more", 0, 0},
+    {0}};
+
+static const sg_option outer_table[] = {
+    {"jobs", SG_OPT_INT, offsetof(outer, jobs), "N", "workers", 1, 8},
+    SG_OPTIONS_INCLUDE(offsetof(outer, net), shared_table),
+    {0}};
+
+START_TEST(test_included_table)
+{
+    char *argv[] = {"cmd", "--endpoint=http://x", "--jobs", "3", "--extra", "a", "--extra", "b",
+                    NULL};
+    outer o = {0};
+    sg_strlist pos = {0};
+    int h;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out;
+    setenv("SHARDGATE_PART_SIZE", "8MiB", 1);
+    setenv("SHARDGATE_ENDPOINT", "http://from-env", 1);
+    ck_assert_int_eq(sg_options_parse(&o, outer_table, 8, argv, &pos, &h, &err), 0);
+    unsetenv("SHARDGATE_PART_SIZE");
+    unsetenv("SHARDGATE_ENDPOINT");
+    ck_assert_int_eq(o.jobs, 3);
+    ck_assert_str_eq(o.net.endpoint, "http://x"); /* the flag wins over the environment */
+    ck_assert_uint_eq(o.net.part_size, 8ULL << 20);
+    ck_assert_uint_eq(o.net.extra.count, 2);
+    ck_assert_str_eq(o.net.extra.items[1], "b");
+    sg_options_free(&o, outer_table);
+    ck_assert_ptr_null(o.net.extra.items);
+    free(pos.items);
+    out = open_memstream(&text, &len);
+    sg_options_print_help(out, outer_table);
+    fclose(out);
+    assert_contains(text, "  --jobs N                     workers\n");
+    assert_contains(text, "  --part-size SIZE             part size\n");
+    free(text);
+    {
+        char *bad[] = {"cmd", "--part-size", "lots", NULL};
+        outer o2 = {0};
+        assert_usage(sg_options_parse(&o2, outer_table, 3, bad, &pos, &h, &err),
+                     "--part-size: invalid size \"lots\"");
+        free(pos.items);
+    }
+}
+END_TEST
+
 static Suite *options_suite(void)
 {
     Suite *suite = suite_create("options");
@@ -416,6 +479,7 @@ static Suite *options_suite(void)
     CASE("print help", test_print_help);
     CASE("nomem", test_nomem);
     CASE("format size", test_format_size);
+    CASE("included table", test_included_table);
 #undef CASE
     return suite;
 }
