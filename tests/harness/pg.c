@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
@@ -56,29 +55,6 @@ static sgt_pg_server *servers; /* started by this process, stopped at exit */
 static int atexit_registered;
 static unsigned db_serial;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        fprintf(stderr, "pg harness: out of memory\n");
-        abort();
-    }
-    return s;
-}
-
 /* Prints the last few kilobytes of a log, from a line start. */
 static void print_tail(const char *path)
 {
@@ -125,21 +101,6 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_tree(const char *dir)
-{
-    if (dir)
-        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Waits for pid; returns its wait status, SGT_WAIT_TIMEOUT if it is still
  * running after timeout_ms, or SGT_WAIT_ERROR if it is not our child. */
 static int wait_for(pid_t pid, long timeout_ms)
@@ -153,7 +114,7 @@ static int wait_for(pid_t pid, long timeout_ms)
             return SGT_WAIT_ERROR;
         if (waited >= timeout_ms)
             return SGT_WAIT_TIMEOUT;
-        sleep_ms(SGT_PG_POLL_MS);
+        sgt_sleep_ms(SGT_PG_POLL_MS);
     }
 }
 
@@ -199,7 +160,7 @@ static void start_failed(sgt_pg_server *s, const char *log, const char *fmt, ...
         print_tail(log);
     if (s) {
         kill_postmaster(s);
-        remove_tree(s->dir);
+        sgt_remove_tree(s->dir);
         server_free(s);
     }
     exit(EXIT_FAILURE);
@@ -209,8 +170,8 @@ char *sgt_pg_bindir(void)
 {
     const char *env = getenv("SG_TEST_PG_BINDIR");
     if (env && *env)
-        return xasprintf("%s", env);
-    char *dir = xasprintf("/usr/lib/postgresql/15/bin");
+        return sgt_asprintf("%s", env);
+    char *dir = sgt_asprintf("/usr/lib/postgresql/15/bin");
     FILE *p = popen("pg_config --version --bindir 2>/dev/null", "r");
     if (!p)
         return dir;
@@ -219,7 +180,7 @@ char *sgt_pg_bindir(void)
         strncmp(version, "PostgreSQL 15.", 14) == 0) {
         bindir[strcspn(bindir, "\n")] = '\0';
         free(dir);
-        dir = xasprintf("%s", bindir);
+        dir = sgt_asprintf("%s", bindir);
     }
     pclose(p);
     return dir;
@@ -375,7 +336,7 @@ static int try_postmaster(sgt_pg_server *s, const run_as *ra)
                          s->port, SGT_PG_START_TIMEOUT_MS / 1000);
         ready = PQping(conninfo) == PQPING_OK;
         if (!ready)
-            sleep_ms(SGT_PG_POLL_MS);
+            sgt_sleep_ms(SGT_PG_POLL_MS);
     }
     free(conninfo);
     return 0;
@@ -400,8 +361,8 @@ sgt_pg_server *sgt_pg_start(void)
         abort();
     s->owner = getpid();
     char *bindir = sgt_pg_bindir();
-    s->initdb = xasprintf("%s/initdb", bindir);
-    s->postgres = xasprintf("%s/postgres", bindir);
+    s->initdb = sgt_asprintf("%s/initdb", bindir);
+    s->postgres = sgt_asprintf("%s/postgres", bindir);
     free(bindir);
     if (access(s->postgres, X_OK) != 0 || access(s->initdb, X_OK) != 0)
         start_failed(s, NULL,
@@ -410,7 +371,7 @@ sgt_pg_server *sgt_pg_start(void)
                      s->postgres);
 
     const char *tmp = getenv("TMPDIR");
-    s->dir = xasprintf("%s/sgt-pg-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    s->dir = sgt_asprintf("%s/sgt-pg-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(s->dir)) {
         int e = errno;
         char where[4200];
@@ -419,8 +380,8 @@ sgt_pg_server *sgt_pg_start(void)
         s->dir = NULL; /* not ours to remove */
         start_failed(s, NULL, "cannot create %s: %s", where, strerror(e));
     }
-    s->data = xasprintf("%s/data", s->dir);
-    s->log = xasprintf("%s/server.log", s->dir);
+    s->data = sgt_asprintf("%s/data", s->dir);
+    s->log = sgt_asprintf("%s/server.log", s->dir);
     if (ra.drop && chown(s->dir, ra.uid, ra.gid) != 0)
         start_failed(s, NULL, "cannot give %s to the postgres user: %s", s->dir, strerror(errno));
 
@@ -451,7 +412,7 @@ void sgt_pg_stop(sgt_pg_server *server)
         }
     }
     kill_postmaster(server);
-    remove_tree(server->dir);
+    sgt_remove_tree(server->dir);
     server_free(server);
 }
 
@@ -473,7 +434,8 @@ const char *sgt_pg_dir(const sgt_pg_server *server)
 
 char *sgt_pg_conninfo(const sgt_pg_server *server, const char *dbname)
 {
-    return xasprintf("host=%s port=%d user=postgres dbname=%s", SGT_PG_HOST, server->port, dbname);
+    return sgt_asprintf("host=%s port=%d user=postgres dbname=%s", SGT_PG_HOST, server->port,
+                        dbname);
 }
 
 static void ignore_notice(void *arg, const char *message)
@@ -516,12 +478,12 @@ char *sgt_pg_create_db(sgt_pg_server *server, const char *prefix)
         clean[n++] = ok ? c : (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : '_';
     }
     clean[n] = '\0';
-    char *name = xasprintf("%s_%d_%u", n ? clean : "db", (int)getpid(), ++db_serial);
+    char *name = sgt_asprintf("%s_%d_%u", n ? clean : "db", (int)getpid(), ++db_serial);
 
     char *admin = sgt_pg_conninfo(server, "postgres");
     PGconn *conn = connect_or_abort(admin);
     char *ident = PQescapeIdentifier(conn, name, strlen(name));
-    char *sql = xasprintf("CREATE DATABASE %s TEMPLATE template0", ident);
+    char *sql = sgt_asprintf("CREATE DATABASE %s TEMPLATE template0", ident);
     PQclear(exec_or_abort(conn, sql));
     PQfinish(conn);
     PQfreemem(ident);

@@ -42,4 +42,13 @@ void sgt_abort(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
  * is not NULL; NULL if it cannot be read. */
 char *sgt_read_file(const char *path, size_t *len);
 
+/* printf into a new string (to free); aborts the process when out of memory. */
+char *sgt_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Sleeps ms milliseconds, through signals. */
+void sgt_sleep_ms(long ms);
+
+/* Removes a directory tree, best effort; NULL is a no-op. */
+void sgt_remove_tree(const char *dir);
+
 #endif

@@ -6,7 +6,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -47,29 +46,6 @@ typedef struct sink {
 static sgt_s3 *services; /* started by this process, stopped at exit */
 static int atexit_registered;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        fprintf(stderr, "s3 harness: out of memory\n");
-        abort();
-    }
-    return s;
-}
-
 static void print_log(const char *path)
 {
     char *text = sgt_read_file(path, NULL);
@@ -79,21 +55,6 @@ static void print_log(const char *path)
     const char *from = len > 4096 ? text + len - 4096 : text;
     fprintf(stderr, "--- end of %s ---\n%s---\n", path, from);
     free(text);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_tree(const char *dir)
-{
-    if (dir)
-        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void stop_process(pid_t *pid)
@@ -111,7 +72,7 @@ static void stop_process(pid_t *pid)
             waitpid(*pid, &status, 0);
             break;
         }
-        sleep_ms(SGT_S3_POLL_MS);
+        sgt_sleep_ms(SGT_S3_POLL_MS);
     }
     *pid = 0;
 }
@@ -143,7 +104,7 @@ static void start_failed(sgt_s3 *s3, const char *log, const char *fmt, ...)
     if (s3) {
         stop_process(&s3->proxy);
         stop_process(&s3->s3rver);
-        remove_tree(s3->dir);
+        sgt_remove_tree(s3->dir);
         service_free(s3);
     }
     exit(EXIT_FAILURE);
@@ -152,11 +113,11 @@ static void start_failed(sgt_s3 *s3, const char *log, const char *fmt, ...)
 static char *find_in_path(const char *name)
 {
     const char *path = getenv("PATH");
-    char *copy = xasprintf("%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
+    char *copy = sgt_asprintf("%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
     char *found = NULL;
     char *save = NULL;
     for (char *dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
-        char *candidate = xasprintf("%s/%s", *dir ? dir : ".", name);
+        char *candidate = sgt_asprintf("%s/%s", *dir ? dir : ".", name);
         if (access(candidate, X_OK) == 0)
             found = candidate;
         else
@@ -229,7 +190,7 @@ static int wait_listening(sgt_s3 *s3, pid_t *pid, const char *name, const char *
         if (waited >= SGT_S3_START_TIMEOUT_MS)
             start_failed(s3, err, "%s did not say it was listening within %d s", name,
                          SGT_S3_START_TIMEOUT_MS / 1000);
-        sleep_ms(SGT_S3_POLL_MS);
+        sgt_sleep_ms(SGT_S3_POLL_MS);
     }
 }
 
@@ -271,7 +232,7 @@ static sgt_s3 *start_service(const char *bucket, long min_part_size, const char 
     if (!s3)
         abort();
     s3->owner = getpid();
-    s3->bucket = xasprintf("%s", bucket);
+    s3->bucket = sgt_asprintf("%s", bucket);
 
     char *node = find_in_path("node");
     if (!node)
@@ -280,17 +241,17 @@ static sgt_s3 *start_service(const char *bucket, long min_part_size, const char 
     if (!source || !*source)
         start_failed(s3, NULL,
                      "SG_SOURCE_DIR is not set: it names the source tree (ctest sets it)");
-    char *modules = xasprintf("%s/tests/harness/s3/node_modules", source);
-    char *s3rver_js = xasprintf("%s/s3rver/bin/s3rver.js", modules);
-    char *signer = xasprintf("%s/@smithy/signature-v4/package.json", modules);
-    char *proxy_js = xasprintf("%s/tests/harness/s3/proxy.js", source);
+    char *modules = sgt_asprintf("%s/tests/harness/s3/node_modules", source);
+    char *s3rver_js = sgt_asprintf("%s/s3rver/bin/s3rver.js", modules);
+    char *signer = sgt_asprintf("%s/@smithy/signature-v4/package.json", modules);
+    char *proxy_js = sgt_asprintf("%s/tests/harness/s3/proxy.js", source);
     if (access(s3rver_js, R_OK) != 0 || access(signer, R_OK) != 0)
         start_failed(s3, NULL,
                      "the S3 test service's npm packages are not installed in %s\n" SGT_S3_HINT,
                      modules);
 
     const char *tmp = getenv("TMPDIR");
-    s3->dir = xasprintf("%s/sgt-s3-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    s3->dir = sgt_asprintf("%s/sgt-s3-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(s3->dir)) {
         int e = errno;
         char where[4200];
@@ -299,8 +260,8 @@ static sgt_s3 *start_service(const char *bucket, long min_part_size, const char 
         s3->dir = NULL; /* not ours to remove */
         start_failed(s3, NULL, "cannot create %s: %s", where, strerror(e));
     }
-    s3->data = xasprintf("%s/data", s3->dir);
-    s3->s3cmd_config = xasprintf("%s/s3cmd.cfg", s3->dir);
+    s3->data = sgt_asprintf("%s/data", s3->dir);
+    s3->s3cmd_config = sgt_asprintf("%s/s3cmd.cfg", s3->dir);
     if (mkdir(s3->data, 0755) != 0)
         start_failed(s3, NULL, "cannot create %s: %s", s3->data, strerror(errno));
 
@@ -386,7 +347,7 @@ void sgt_s3_stop(sgt_s3 *s3)
     }
     stop_process(&s3->proxy);
     stop_process(&s3->s3rver);
-    remove_tree(s3->dir);
+    sgt_remove_tree(s3->dir);
     service_free(s3);
 }
 
@@ -572,7 +533,7 @@ char *sgt_s3cmd(sgt_s3 *s3, const char *const argv[])
     int status = sgt_run(&r, full, NULL);
     free(full);
     if (status != 0) {
-        char *err = xasprintf("%s", r.err);
+        char *err = sgt_asprintf("%s", r.err);
         sgt_result_free(&r);
         sgt_abort("s3cmd %s exited with status %d: %s", argc ? argv[0] : "", status, err);
     }
