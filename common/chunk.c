@@ -70,17 +70,21 @@ int sg_chunk_sealer_compress(sg_chunk_sealer *sealer, uint64_t *sealed_size, con
 }
 
 int sg_chunk_sealer_seal(sg_chunk_sealer *sealer, sg_writer *to, const sg_chunk_ref *ref,
-                         const uint8_t *key, sg_error *err)
+                         const uint8_t *key, uint8_t sha256[32], sg_error *err)
 {
     uint8_t ad[SG_CHUNK_AD_MAX];
     size_t ad_len = sg_chunk_ad(ad, ref);
-    sg_writer *chain = sg_seal_writer_new(to, key, ad, ad_len, SG_CHUNK_SEGMENT_SIZE);
+    sg_writer *hash = sha256 ? sg_hash_writer_new(to) : to;
+    sg_writer *chain =
+        hash ? sg_seal_writer_new(hash, key, ad, ad_len, SG_CHUNK_SEGMENT_SIZE) : NULL;
     int rc;
     if (!chain)
         return sg_error_set(err, SG_E_NOMEM, "out of memory sealing a chunk");
     rc = sg_writer_write(chain, sealer->compressed.data, sealer->compressed.len, err);
     if (rc == 0)
         rc = sg_writer_close(chain, err);
+    if (rc == 0 && sha256)
+        sg_hash_writer_digest(hash, sha256);
     sg_writer_free(chain);
     return rc;
 }
@@ -99,7 +103,7 @@ int sg_chunk_seal(sg_buf *out, const void *plain, const sg_chunk_ref *ref, const
     }
     rc = sg_chunk_sealer_compress(sealer, &sealed_size, plain, ref->plain_size, err);
     if (rc == 0)
-        rc = sg_chunk_sealer_seal(sealer, to, ref, key, err);
+        rc = sg_chunk_sealer_seal(sealer, to, ref, key, NULL, err);
     else
         sg_writer_free(to);
     sg_chunk_sealer_free(sealer);

@@ -47,9 +47,11 @@ void sg_chunk_sealer_free(sg_chunk_sealer *sealer);
 int sg_chunk_sealer_compress(sg_chunk_sealer *sealer, uint64_t *sealed_size, const void *plain,
                              size_t len, sg_error *err);
 
-/* Seals what was last compressed into `to` (owned: closed and freed). */
+/* Seals what was last compressed into `to` (owned: closed and freed), and
+ * reports the SHA-256 of the sealed bytes in sha256 (when not NULL): the
+ * manifest records it, so a reader checks a chunk before opening it. */
 int sg_chunk_sealer_seal(sg_chunk_sealer *sealer, sg_writer *to, const sg_chunk_ref *ref,
-                         const uint8_t *key, sg_error *err);
+                         const uint8_t *key, uint8_t sha256[32], sg_error *err);
 
 /* Compresses and seals plain bytes into `out` (appended) in one call. */
 int sg_chunk_seal(sg_buf *out, const void *plain, const sg_chunk_ref *ref, const uint8_t *key,

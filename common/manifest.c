@@ -419,6 +419,11 @@ static json_t *chunk_json(builder *b, const sg_manifest_chunk *c)
     put(b, o, "offset", num(b, "offset", c->offset));
     put(b, o, "stored_size", num(b, "stored_size", c->stored_size));
     put(b, o, "plain_size", num(b, "plain_size", c->plain_size));
+    {
+        char hex[65];
+        sodium_bin2hex(hex, sizeof(hex), c->sha256, sizeof(c->sha256));
+        put(b, o, "sha256", str(b, "sha256", hex));
+    }
     put(b, o, "rows", num(b, "rows", c->digest.rows));
     put(b, o, "digest", digest_hex(b, "digest", &c->digest));
     return o;
@@ -1100,7 +1105,8 @@ static int parse_chunk(sg_manifest_chunk *chunk, const jctx *c, json_t *obj)
         (rc = get_u32(&chunk->pack, c, obj, "pack")) < 0 ||
         (rc = get_uint(&chunk->offset, c, obj, "offset", JSON_UINT_MAX)) < 0 ||
         (rc = get_uint(&chunk->stored_size, c, obj, "stored_size", JSON_UINT_MAX)) < 0 ||
-        (rc = get_uint(&chunk->plain_size, c, obj, "plain_size", JSON_UINT_MAX)) < 0)
+        (rc = get_uint(&chunk->plain_size, c, obj, "plain_size", JSON_UINT_MAX)) < 0 ||
+        (rc = get_hex(chunk->sha256, sizeof(chunk->sha256), c, obj, "sha256")) < 0)
         return rc;
     return get_digest(&chunk->digest, c, obj);
 }

@@ -51,7 +51,8 @@ typedef struct sg_manifest_chunk {
     uint64_t offset;
     uint64_t stored_size;
     uint64_t plain_size;
-    sg_digest digest; /* digest.rows is the chunk's row count */
+    uint8_t sha256[32]; /* of the sealed bytes as stored: checked before they are opened */
+    sg_digest digest;   /* digest.rows is the chunk's row count */
 } sg_manifest_chunk;
 
 typedef struct sg_manifest_column {

@@ -12,11 +12,10 @@
 
 #include "common/buf.h"
 #include "common/error.h"
+#include "common/sha256.h"
 
 /* "20130524T000000Z" and its NUL. */
 #define SG_AMZ_DATE_LEN 17
-/* 64 hex digits and a NUL. */
-#define SG_SHA256_HEX_LEN 65
 
 /* A header to sign and send. Names are lowercase; values are sent as given
  * and signed with surrounding blanks trimmed and inner runs folded. */
@@ -68,12 +67,5 @@ int sg_sigv4_query(sg_buf *out, const sg_query_param *params, size_t count, sg_e
 
 /* The x-amz-date for a Unix time: "YYYYMMDDTHHMMSSZ". */
 void sg_amz_date(char out[SG_AMZ_DATE_LEN], int64_t unix_time);
-
-/* SHA-256 of data (one pass; callers derive the hex payload hash and the
- * base64 checksum header from the same digest). */
-void sg_sha256(uint8_t out[32], const void *data, size_t len);
-
-/* Lowercase hex of len bytes into out (2 * len + 1 bytes with the NUL). */
-void sg_hex_encode(char *out, const uint8_t *bytes, size_t len);
 
 #endif

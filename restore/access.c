@@ -7,6 +7,7 @@
 
 #include "common/chunk.h"
 #include "common/mem.h"
+#include "common/sha256.h"
 
 typedef struct list_ctx {
     sg_snapshot_entry *entries;
@@ -216,6 +217,8 @@ int sg_snapshot_read_chunk(sg_snapshot_access *access, const char *schema, const
 {
     sg_chunk_ref ref = {access->id, schema, table, chunk->seq, chunk->plain_size};
     sg_writer *chain = NULL;
+    sg_buf sealed = {0};
+    uint8_t sha[32];
     char path[64], *key = NULL;
     int rc;
     snprintf(path, sizeof(path), "packs/%" PRIu32 ".pack", chunk->pack);
@@ -225,16 +228,30 @@ int sg_snapshot_read_chunk(sg_snapshot_access *access, const char *schema, const
     }
     if ((rc = sg_chunk_open_writer(&chain, sink, &ref, access->data_key, err)) < 0)
         goto done;
-    if ((rc = sg_store_read(access->store, key, chunk->offset, chunk->stored_size, chain, err)) <
-            0 ||
-        (rc = sg_writer_close(chain, err)) < 0) {
-        if (schema[0])
-            sg_error_prefix(err, "table %s.%s, chunk %" PRIu32 " (in %s)", schema, table,
-                            chunk->seq, path);
-        else
-            sg_error_prefix(err, "schema dump (in %s)", path);
+    /* The whole sealed chunk is read and checked against the signed
+     * manifest before a byte of it is opened: what reaches the database was
+     * written by the signer, not merely by someone holding the data key. */
+    if ((rc = sg_store_get(access->store, key, chunk->offset, chunk->stored_size, &sealed, err)) <
+        0)
+        goto failed;
+    sg_sha256(sha, sealed.data ? (const void *)sealed.data : "", sealed.len);
+    if (sodium_memcmp(sha, chunk->sha256, sizeof(sha)) != 0) {
+        rc = sg_error_set(err, SG_E_CORRUPT, "does not match its SHA-256 in the manifest");
+        sg_error_detail(err, "its bytes were changed or damaged after the snapshot was taken");
+        goto failed;
     }
+    if ((rc = sg_writer_write(chain, sealed.data, sealed.len, err)) < 0 ||
+        (rc = sg_writer_close(chain, err)) < 0)
+        goto failed;
+    goto done;
+failed:
+    if (schema[0])
+        sg_error_prefix(err, "table %s.%s, chunk %" PRIu32 " (in %s)", schema, table, chunk->seq,
+                        path);
+    else
+        sg_error_prefix(err, "schema dump (in %s)", path);
 done:
+    free(sealed.data); /* ciphertext: nothing to wipe */
     sg_writer_free(chain);
     free(key);
     return rc;

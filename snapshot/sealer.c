@@ -110,7 +110,7 @@ static int seal_one(sg_sealer *s, sg_plain_chunk *c, sg_error *err)
      * no third copy of the chunk is held in memory. */
     if ((rc = sg_pack_writer_begin(&member_data, s->pack, member, sealed_size, &where.offset,
                                    err)) < 0 ||
-        (rc = sg_chunk_sealer_seal(s->zs, member_data, &ref, r->data_key, err)) < 0)
+        (rc = sg_chunk_sealer_seal(s->zs, member_data, &ref, r->data_key, where.sha256, err)) < 0)
         return rc;
     return record_chunk(r, c->table, &where, err);
 }

@@ -217,11 +217,13 @@ START_TEST(flipped_byte_in_a_pack_is_caught)
     }
     verify_fails(url, 0, 0, NULL); /* sizes are intact */
     {
-        const char *want[] = {"decryption failed", "chunk", "partly restored", NULL};
+        /* Restore checks each chunk against its SHA-256 in the signed
+         * manifest before opening it. */
+        const char *want[] = {"chunk", "does not match its SHA-256", "partly restored", NULL};
         char *target = sgt_pg_create_db(pg, "flipped");
         const char *argv[] = {"shardgate", "restore", "--store",  url,    "--key", owner_key,
                               "--trust",   owner_pub, "--target", target, spec_a,  NULL};
-        free(sgt_shardgate_fails(EXIT_CRYPTO, argv, want));
+        free(sgt_shardgate_fails(EXIT_CORRUPT, argv, want));
         free(target);
     }
 }
@@ -294,12 +296,13 @@ START_TEST(chunk_moved_to_another_position_is_caught)
     }
     {
         /* Not verify: its level 1 hash would catch the swap first. Restore
-         * checks sizes only, and then each chunk's AEAD. */
-        const char *want[] = {"decryption failed", ", chunk ", NULL};
+         * checks sizes, then each chunk's SHA-256 (its associated data, which
+         * binds its position, is the next line of defence: tests/unit). */
+        const char *want[] = {"does not match its SHA-256", ", chunk ", NULL};
         char *target = sgt_pg_create_db(pg, "moved");
         const char *argv[] = {"shardgate", "restore", "--store",  url,    "--key", owner_key,
                               "--trust",   owner_pub, "--target", target, spec_a,  NULL};
-        free(sgt_shardgate_fails(EXIT_CRYPTO, argv, want));
+        free(sgt_shardgate_fails(EXIT_CORRUPT, argv, want));
         free(target);
     }
 }
@@ -315,11 +318,11 @@ START_TEST(pack_from_another_snapshot_is_caught)
     sgt_sh(cmd);
     verify_fails(url, 0, 0, NULL); /* same data, same layout: the sizes agree */
     {
-        const char *want[] = {"decryption failed", NULL};
+        const char *want[] = {"does not match its SHA-256", NULL};
         char *target = sgt_pg_create_db(pg, "foreign");
         const char *argv[] = {"shardgate", "restore", "--store",  url,    "--key", owner_key,
                               "--trust",   owner_pub, "--target", target, spec_a,  NULL};
-        free(sgt_shardgate_fails(EXIT_CRYPTO, argv, want));
+        free(sgt_shardgate_fails(EXIT_CORRUPT, argv, want));
         free(target);
     }
     {

@@ -5,6 +5,7 @@
 
 #include "common/chunk.h"
 #include "common/mem.h"
+#include "common/sha256.h"
 #include "tests/harness/writers.h"
 
 static const uint8_t key[SG_SEAL_KEY_BYTES] = {
@@ -521,6 +522,29 @@ START_TEST(test_rows_check_nomem)
 }
 END_TEST
 
+/* The sealer reports the SHA-256 of exactly the bytes it wrote: what the
+ * manifest records and a reader checks before opening the chunk. */
+START_TEST(test_sealed_sha256)
+{
+    const char plain[] = "1\talice\n2\tbob\n";
+    sg_chunk_ref ref = ref_for(sizeof(plain) - 1);
+    sg_chunk_sealer *sealer = sg_chunk_sealer_new(3);
+    sg_buf sealed = {0};
+    sg_error err = {0};
+    uint64_t size;
+    uint8_t reported[32], actual[32];
+    ck_assert_ptr_nonnull(sealer);
+    ck_assert_int_eq(sg_chunk_sealer_compress(sealer, &size, plain, sizeof(plain) - 1, &err), 0);
+    ck_assert_int_eq(
+        sg_chunk_sealer_seal(sealer, sg_buffer_writer_new(&sealed), &ref, key, reported, &err), 0);
+    ck_assert_uint_eq(sealed.len, size);
+    sg_sha256(actual, sealed.data, sealed.len);
+    ck_assert_mem_eq(reported, actual, 32);
+    sg_chunk_sealer_free(sealer);
+    sg_buf_free(&sealed);
+}
+END_TEST
+
 static Suite *chunk_suite(void)
 {
     Suite *s = suite_create("chunk");
@@ -541,6 +565,7 @@ static Suite *chunk_suite(void)
     CASE("output longer", test_output_longer);
     CASE("output shorter", test_output_shorter);
     CASE("seal nomem", test_seal_nomem);
+    CASE("sealed sha256", test_sealed_sha256);
     CASE("open nomem", test_open_nomem);
     CASE("rows check pieces", test_rows_check_pieces);
     CASE("rows check empty", test_rows_check_empty);

@@ -37,6 +37,7 @@ static sg_manifest_chunk chunk_of(uint32_t seq, uint32_t pack, uint64_t offset, 
         sg_digest_row(&c.digest, row, strlen(row));
     c.plain_size = 1000 + seq;
     c.stored_size = 500 + seq;
+    memset(c.sha256, (int)(seq * 7 + pack + 1), sizeof(c.sha256));
     return c;
 }
 
@@ -156,6 +157,7 @@ static void assert_chunk_eq(const sg_manifest_chunk *a, const sg_manifest_chunk 
     ck_assert_uint_eq(a->offset, b->offset);
     ck_assert_uint_eq(a->stored_size, b->stored_size);
     ck_assert_uint_eq(a->plain_size, b->plain_size);
+    ck_assert(memcmp(a->sha256, b->sha256, sizeof(a->sha256)) == 0);
     ck_assert(sg_digest_equal(&a->digest, &b->digest));
 }
 
@@ -804,11 +806,13 @@ static const char good_body[] =
     "{\"system_identifier\":\"7300000000000000001\",\"snapshot_lsn\":\"0/1A2B3C4\","
     "\"settings\":{\"TimeZone\":\"UTC\"},\"schema_fingerprint\":\"fp\",\"registry_version\":null,"
     "\"schema\":{\"seq\":0,\"pack\":0,\"offset\":512,\"stored_size\":500,\"plain_size\":1000,"
-    "\"rows\":0,\"digest\":\"00000000000000000000000000000000\"},"
+    "\"sha256\":\"5555555555555555555555555555555555555555555555555555555555555555\",\"rows\":0,"
+    "\"digest\":\"00000000000000000000000000000000\"},"
     "\"tables\":[{\"oid\":16384,\"schema\":\"public\",\"name\":\"t\","
     "\"columns\":[{\"name\":\"id\",\"type\":\"bigint\"}],\"rows\":3,"
     "\"digest\":\"0000000000000000000000000000000a\",\"chunks\":[{\"seq\":0,\"pack\":0,"
-    "\"offset\":1024,\"stored_size\":500,\"plain_size\":1000,\"rows\":3,"
+    "\"offset\":1024,\"stored_size\":500,\"plain_size\":1000,"
+    "\"sha256\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"rows\":3,"
     "\"digest\":\"0000000000000000000000000000000a\"}]}],"
     "\"sequences\":[{\"schema\":\"public\",\"name\":\"t_id_seq\",\"last_value\":\"3\","
     "\"is_called\":true}],\"refresh_matviews\":[\"\\\"public\\\".\\\"mv\\\"\"]}";
@@ -888,6 +892,7 @@ static const field_case body_fields[] = {
     {"schema.offset", "\"schema.offset\""},
     {"schema.stored_size", "\"schema.stored_size\""},
     {"schema.plain_size", "\"schema.plain_size\""},
+    {"schema.sha256", "\"schema.sha256\""},
     {"schema.rows", "\"schema.rows\""},
     {"schema.digest", "\"schema.digest\""},
     {"tables", "\"tables\""},
@@ -905,6 +910,7 @@ static const field_case body_fields[] = {
     {"tables.0.chunks.0.offset", "\"tables[0].chunks[0].offset\""},
     {"tables.0.chunks.0.stored_size", "\"tables[0].chunks[0].stored_size\""},
     {"tables.0.chunks.0.plain_size", "\"tables[0].chunks[0].plain_size\""},
+    {"tables.0.chunks.0.sha256", "\"tables[0].chunks[0].sha256\""},
     {"tables.0.chunks.0.rows", "\"tables[0].chunks[0].rows\""},
     {"tables.0.chunks.0.digest", "\"tables[0].chunks[0].digest\""},
     {"sequences", "\"sequences\""},
@@ -947,6 +953,8 @@ static const value_case body_values[] = {
     {"tables.0.chunks.0.digest", "\"0000000000000000000000000000000A\"",
      "field \"tables[0].chunks[0].digest\" must be 32 hexadecimal digits"},
     {"tables.0.chunks.0.pack", "-1", "field \"tables[0].chunks[0].pack\" must be an integer"},
+    {"tables.0.chunks.0.sha256", "\"abc\"",
+     "field \"tables[0].chunks[0].sha256\" must be 64 hexadecimal digits"},
     {"sequences.0.last_value", "\"9223372036854775808\"",
      "field \"sequences[0].last_value\" must be a 64-bit integer"},
     {"sequences.0.last_value", "\" 3\"", "field \"sequences[0].last_value\" must be a 64-bit"},
