@@ -47,6 +47,53 @@ bad:
     return SG_E_USAGE;
 }
 
+int sg_parse_duration(uint64_t *ms, const char *text, sg_error *err)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    const char *p = text;
+    uint64_t total = 0;
+    if (!isdigit((unsigned char)*p))
+        goto bad;
+    while (*p) {
+        char *end;
+        unsigned long long value;
+        size_t unit_len, i;
+        errno = 0;
+        value = strtoull(p, &end, 10);
+        if (errno || end == p)
+            goto bad;
+        unit_len = strspn(end, "abcdefghijklmnopqrstuvwxyz");
+        if (unit_len == 0) {
+            /* A bare number is seconds, and only on its own. */
+            if (p != text || *end)
+                goto bad;
+            unit_len = 0;
+            i = 1;
+        } else {
+            for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+                if (strlen(units[i].unit) == unit_len && strncmp(end, units[i].unit, unit_len) == 0)
+                    break;
+            if (i == sizeof(units) / sizeof(units[0]))
+                goto bad;
+        }
+        if (value > (UINT64_MAX - total) / units[i].ms)
+            goto bad;
+        total += value * units[i].ms;
+        p = end + unit_len;
+        if (*p && !isdigit((unsigned char)*p))
+            goto bad;
+    }
+    *ms = total;
+    return 0;
+bad:
+    sg_error_set(err, SG_E_USAGE, "invalid duration \"%s\"", text);
+    sg_error_hint(err, "use a number with a unit, e.g. 500ms, 90s, 15m, 1h30m or 2d");
+    return SG_E_USAGE;
+}
+
 void sg_format_size(char *out, size_t size, uint64_t bytes)
 {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -110,6 +157,12 @@ static int set_value(void *settings, const sg_option *opt, const char *value, co
     }
     case SG_OPT_LIST:
         return list_append((sg_strlist *)field, value, err);
+    case SG_OPT_DURATION: {
+        int rc = sg_parse_duration((uint64_t *)field, value, err);
+        if (rc < 0)
+            sg_error_prefix(err, "%s", source);
+        return rc;
+    }
     case SG_OPT_TABLE:
         break;
     }

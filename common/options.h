@@ -11,12 +11,13 @@
 #include "common/error.h"
 
 typedef enum {
-    SG_OPT_FLAG,   /* bool, no value */
-    SG_OPT_STRING, /* const char * */
-    SG_OPT_INT,    /* int */
-    SG_OPT_SIZE,   /* uint64_t, with an optional unit: 512k, 32MiB, 1G */
-    SG_OPT_LIST,   /* sg_strlist, repeatable */
-    SG_OPT_TABLE,  /* the options of `table`, at offset: a settings struct shared by commands */
+    SG_OPT_FLAG,     /* bool, no value */
+    SG_OPT_STRING,   /* const char * */
+    SG_OPT_INT,      /* int */
+    SG_OPT_SIZE,     /* uint64_t, with an optional unit: 512k, 32MiB, 1G */
+    SG_OPT_LIST,     /* sg_strlist, repeatable */
+    SG_OPT_DURATION, /* uint64_t milliseconds: 500ms, 90s, 15m, 1h30m, 2d */
+    SG_OPT_TABLE,    /* the options of `table`, at offset: a settings struct shared by commands */
 } sg_opt_type;
 
 typedef struct sg_strlist {
@@ -57,6 +58,10 @@ void sg_options_print_help(FILE *out, const sg_option *table);
 
 /* Parses "123", "64k", "32MiB", "1G" (powers of 1024). */
 int sg_parse_size(uint64_t *out, const char *text, sg_error *err);
+
+/* Parses a duration: one or more number-unit pairs ("1h30m"), units ms, s,
+ * m, h, d; a bare number is seconds. Into milliseconds. */
+int sg_parse_duration(uint64_t *ms, const char *text, sg_error *err);
 
 /* Formats bytes as "1.5 GiB" into out. */
 void sg_format_size(char *out, size_t size, uint64_t bytes);

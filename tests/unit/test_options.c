@@ -388,6 +388,32 @@ START_TEST(test_format_size)
 }
 END_TEST
 
+START_TEST(test_duration)
+{
+    static const struct {
+        const char *text;
+        uint64_t ms;
+    } good[] = {{"0", 0},         {"90", 90000},    {"500ms", 500},     {"90s", 90000},
+                {"15m", 900000},  {"2h", 7200000},  {"1h30m", 5400000}, {"2d", 172800000},
+                {"1m30s", 90000}, {"1s500ms", 1500}};
+    static const char *const bad[] = {
+        "", "m", "15x", "1h30", "-5s", "1.5h", "5 m", "5M", "s5", "1h 2m", "99999999999999999999d"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t ms = 1;
+        ck_assert_msg(sg_parse_duration(&ms, good[i].text, &err) == 0, "%s: %s", good[i].text,
+                      err.message);
+        ck_assert_uint_eq(ms, good[i].ms);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t ms = 7;
+        ck_assert_msg(sg_parse_duration(&ms, bad[i], &err) == SG_E_USAGE, "\"%s\" accepted",
+                      bad[i]);
+        ck_assert_uint_eq(ms, 7);
+        assert_contains(err.message, "invalid duration");
+    }
+}
+END_TEST
+
 /* A shared table included at an offset: its options parse into the nested
  * struct, from flags and from the environment, and show in the help. */
 typedef struct shared {
@@ -480,6 +506,7 @@ static Suite *options_suite(void)
     CASE("nomem", test_nomem);
     CASE("format size", test_format_size);
     CASE("included table", test_included_table);
+    CASE("duration", test_duration);
 #undef CASE
     return suite;
 }
