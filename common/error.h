@@ -24,6 +24,8 @@
     X(SG_E_MISMATCH, 14, "verification mismatch")                                                  \
     X(SG_E_PROCESS, 15, "child process")                                                           \
     X(SG_E_INTERRUPTED, 16, "interrupted")                                                         \
+    X(SG_E_SHARDS_FAILED, 17, "one or more shards failed")                                         \
+    X(SG_E_OBJECTIVE, 18, "objective missed")                                                      \
     X(SG_E_INTERNAL, 70, "internal")
 
 enum {

@@ -39,9 +39,11 @@ START_TEST(test_exit_status_table)
         ck_assert_str_ne(sg_error_class(code), "unknown");
         ck_assert_str_ne(sg_error_class(code), "");
     }
-    ck_assert_int_eq(count, 16);
+    ck_assert_int_eq(count, 18);
     ck_assert_int_eq(sg_error_exit_status(SG_E_USAGE), 2);
     ck_assert_int_eq(sg_error_exit_status(SG_E_MISMATCH), 14);
+    ck_assert_int_eq(sg_error_exit_status(SG_E_SHARDS_FAILED), 17);
+    ck_assert_int_eq(sg_error_exit_status(SG_E_OBJECTIVE), 18);
     ck_assert_int_eq(sg_error_exit_status(SG_E_INTERNAL), 70);
     /* Codes are negative, so a status can never be mistaken for one. */
     ck_assert_int_lt(SG_E_LAST_, 0);
