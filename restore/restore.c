@@ -197,7 +197,7 @@ static int start_pg_restore(sg_proc **out, restore_run *r, const char *dump_path
              *memory = sg_asprintf("-c maintenance_work_mem=%" PRIu64 "kB",
                                    r->opts->maintenance_work_mem / 1024);
     sg_pg_child child = {0};
-    const char *argv[10];
+    const char *argv[12];
     size_t n = 0;
     int rc;
     if (!section_arg || !jobs_arg || !memory) {
@@ -215,6 +215,8 @@ static int start_pg_restore(sg_proc **out, restore_run *r, const char *dump_path
     argv[n++] = child.dbname_arg;
     if (r->opts->no_owner)
         argv[n++] = "--no-owner";
+    if (r->opts->no_privileges)
+        argv[n++] = "--no-privileges";
     argv[n++] = dump_path;
     argv[n] = NULL;
     rc = sg_proc_start_env(out, argv, child.env, err);
@@ -376,7 +378,7 @@ int sg_restore_run(sg_restore_result *out, const sg_restore_options *opts, sg_er
                                       &key, err)) < 0)
         goto done;
     /* A missing or truncated pack is found before the target is touched;
-     * damage inside a pack is found by each chunk's AEAD as it loads. */
+     * damage inside a pack is found by each chunk's SHA-256 as it loads. */
     for (size_t i = 0; i < r->access->manifest->nobjects; i++)
         if ((rc = sg_snapshot_check_object(r->access, &r->access->manifest->objects[i], 0, err)) <
             0)

@@ -25,6 +25,7 @@ typedef struct sg_restore_options {
     const char *snapshot; /* SHARD/ID or SHARD/latest */
     int jobs;
     bool no_owner;
+    bool no_privileges;            /* skip GRANT/REVOKE: the roles may not exist in the target */
     uint64_t maintenance_work_mem; /* for index builds, per connection */
     const char *pg_bindir;
 } sg_restore_options;
