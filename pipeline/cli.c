@@ -16,8 +16,10 @@
 #include "common/options.h"
 #include "common/store.h"
 #include "restore/access.h"
+#include "restore/drill.h"
 #include "restore/prune.h"
 #include "restore/restore.h"
+#include "restore/sandbox.h"
 #include "restore/verify.h"
 #include "snapshot/snapshot.h"
 
@@ -368,6 +370,8 @@ static const sg_option restore_options[] = {
     {"target", SG_OPT_STRING, RES(target), "DSN", "empty database to restore into", 0, 0},
     {"jobs", SG_OPT_INT, RES(jobs), "N", "parallel connections (default 2)", 1, 64},
     {"no-owner", SG_OPT_FLAG, RES(no_owner), NULL, "do not restore object ownership", 0, 0},
+    {"no-privileges", SG_OPT_FLAG, RES(no_privileges), NULL,
+     "do not restore privileges (GRANT/REVOKE)", 0, 0},
     {"maintenance-work-mem", SG_OPT_SIZE, RES(maintenance_work_mem), "SIZE",
      "memory per index build (default 256MiB)", 0, 0},
     {"pg-bindir", SG_OPT_STRING, RES(pg_bindir), "DIR", "where pg_restore is", 0, 0},
@@ -479,6 +483,187 @@ done:
     return rc;
 }
 
+/* ---- drill ---- */
+
+typedef struct drill_settings {
+    common_settings common;
+    sg_drill_options o;
+    const char *metrics_file;
+    const char *junit_file;
+} drill_settings;
+
+#define DRILL(field) offsetof(drill_settings, o.field)
+static const sg_option drill_options[] = {
+    SG_OPTIONS_INCLUDE(DRILL(test.store), sg_store_options),
+    {"key", SG_OPT_STRING, DRILL(test.key_path), "NAME.key", "key that opens the snapshots", 0, 0},
+    {"trust", SG_OPT_LIST, DRILL(test.trust), "SIGNER.pub", "accept snapshots signed by this key",
+     0, 0},
+    {"shard", SG_OPT_LIST, DRILL(shards), "NAME", "drill this shard", 0, 0},
+    {"all", SG_OPT_FLAG, DRILL(all), NULL, "drill every shard in the store", 0, 0},
+    SG_OPTIONS_INCLUDE(DRILL(test.sandbox), sg_sandbox_option_table),
+    {"pg-bindir", SG_OPT_STRING, DRILL(test.pg_bindir), "DIR",
+     "PostgreSQL binaries (default: found by version)", 0, 0},
+    {"jobs", SG_OPT_INT, DRILL(test.jobs), "N", "connections per restore (default 2)", 1, 64},
+    {"parallel", SG_OPT_INT, DRILL(parallel), "N", "shards drilled at once (default 1)", 1, 64},
+    {"rto", SG_OPT_DURATION, DRILL(rto_ms), "DURATION",
+     "recovery-time objective, e.g. 15m: slower shards fail the drill", 0, 0},
+    {"metrics-file", SG_OPT_STRING, offsetof(drill_settings, metrics_file), "FILE",
+     "write Prometheus metrics to FILE (textfile collector)", 0, 0},
+    {"junit", SG_OPT_STRING, offsetof(drill_settings, junit_file), "FILE",
+     "write a JUnit XML report to FILE, a test case per shard", 0, 0},
+    COMMON_OPTIONS(drill_settings),
+    {0}};
+#undef DRILL
+
+/* "3d4h", "2h05m", "12m", "40s": how old a snapshot is, at a glance. */
+static void format_age(char *out, size_t size, double seconds)
+{
+    long s = seconds > 0 ? (long)seconds : 0;
+    if (s >= 86400)
+        snprintf(out, size, "%ldd%ldh", s / 86400, s % 86400 / 3600);
+    else if (s >= 3600)
+        snprintf(out, size, "%ldh%02ldm", s / 3600, s % 3600 / 60);
+    else if (s >= 60)
+        snprintf(out, size, "%ldm", s / 60);
+    else
+        snprintf(out, size, "%lds", s);
+}
+
+static json_t *drill_shard_json(const sg_drill_shard *d)
+{
+    const sg_test_restore_result *r = &d->result;
+    json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:f, s:f}", "shard", d->shard, "result",
+                          sg_drill_shard_status(d), "seconds", r->seconds, "verify_seconds",
+                          r->verify_seconds, "sandbox_seconds", r->sandbox_seconds,
+                          "restore_seconds", r->restore_seconds);
+    if (o && r->id[0]) {
+        json_object_set_new(o, "snapshot", json_string(r->id));
+        json_object_set_new(o, "finished_at", json_string(r->finished_at));
+        json_object_set_new(o, "snapshot_age_seconds", json_real(r->snapshot_age));
+        json_object_set_new(o, "stored_bytes", json_integer((json_int_t)r->stored_bytes));
+        json_object_set_new(o, "tables", json_integer((json_int_t)r->tables));
+        json_object_set_new(o, "rows", json_integer((json_int_t)r->rows));
+        json_object_set_new(o, "amcheck", json_boolean(r->amcheck));
+        json_object_set_new(o, "indexes_checked", json_integer((json_int_t)r->indexes_checked));
+    }
+    if (o && d->rc < 0)
+        json_object_set_new(o, "error",
+                            json_pack("{s:s, s:s, s:s, s:s}", "class", sg_error_class(d->rc),
+                                      "message", d->error.message, "detail", d->error.detail,
+                                      "hint", d->error.hint));
+    return o;
+}
+
+static int print_drill(const sg_drill_result *res, const drill_settings *s, sg_error *err)
+{
+    if (s->common.json) {
+        json_t *shards = json_array();
+        for (size_t i = 0; shards && i < res->count; i++)
+            json_array_append_new(shards, drill_shard_json(&res->shards[i]));
+        return print_json(json_pack("{s:s, s:f, s:I, s:I, s:I, s:f, s:o}", "started_at",
+                                    res->started_at, "seconds", res->seconds, "shards_total",
+                                    (json_int_t)res->count, "failed", (json_int_t)res->failed,
+                                    "rto_exceeded", (json_int_t)res->too_slow, "rto_seconds",
+                                    (double)s->o.rto_ms / 1000.0, "shards", shards),
+                          err);
+    }
+    printf("%-20s %-26s %8s %10s %8s %6s %12s  %s\n", "SHARD", "SNAPSHOT", "AGE", "STORED",
+           "SECONDS", "TABLES", "ROWS", "RESULT");
+    for (size_t i = 0; i < res->count; i++) {
+        const sg_drill_shard *d = &res->shards[i];
+        const sg_test_restore_result *r = &d->result;
+        char age[32] = "-", stored[32] = "-", tables[24] = "-", rows[24] = "-";
+        if (r->id[0]) {
+            format_age(age, sizeof(age), r->snapshot_age);
+            sg_format_size(stored, sizeof(stored), r->stored_bytes);
+            snprintf(tables, sizeof(tables), "%" PRIu64, r->tables);
+            snprintf(rows, sizeof(rows), "%" PRIu64, r->rows);
+        }
+        printf("%-20s %-26s %8s %10s %8.1f %6s %12s  ", d->shard, r->id[0] ? r->id : "-", age,
+               stored, r->seconds, tables, rows);
+        if (d->rc < 0)
+            printf("FAILED: %s\n", d->error.message);
+        else if (d->rto_exceeded)
+            printf("SLOW: over the %.0f s objective\n", (double)s->o.rto_ms / 1000.0);
+        else
+            printf("ok\n");
+    }
+    return 0;
+}
+
+static int cmd_drill(int argc, char **argv, sg_error *err)
+{
+    drill_settings s = {0};
+    sg_strlist pos = {0};
+    sg_drill_result res = {0};
+    sg_error report_err = {0};
+    int rc = parse(&s, drill_options, argc, argv,
+                   "drill --store URL --key NAME.key --trust SIGNER.pub (--shard NAME ... | --all) "
+                   "[--sandbox local|docker] [--parallel N] [--rto DURATION] [--metrics-file F] "
+                   "[--junit F]",
+                   &pos, &s.common, err);
+    if (rc != 0 || (rc = expect_positionals(&pos, 0, "", err)) < 0)
+        goto done;
+    s.o.test.sandbox.pg_bindir = s.o.test.pg_bindir;
+    rc = sg_drill_run(&res, &s.o, err);
+    /* Setup errors and interrupts leave nothing to report. */
+    if (rc < 0 && rc != SG_E_SHARDS_FAILED && rc != SG_E_OBJECTIVE)
+        goto done;
+    /* The report files are written whatever the outcome: a failed drill is
+     * what monitoring and CI most need to see. */
+    if (s.metrics_file && sg_drill_write_metrics(&res, s.metrics_file, &report_err) < 0)
+        sg_log_error(&report_err);
+    if (s.junit_file && sg_drill_write_junit(&res, s.junit_file, &report_err) < 0)
+        sg_log_error(&report_err);
+    if (print_drill(&res, &s, &report_err) < 0)
+        sg_log_error(&report_err);
+    if (rc == 0 && report_err.code)
+        *err = report_err, rc = report_err.code;
+done:
+    sg_drill_result_clear(&res);
+    free(pos.items);
+    sg_options_free(&s, drill_options);
+    return rc;
+}
+
+/* ---- sandbox ---- */
+
+typedef struct sandbox_settings {
+    common_settings common;
+    const char *driver;
+} sandbox_settings;
+
+static const sg_option sandbox_options[] = {
+    {"sandbox", SG_OPT_STRING, offsetof(sandbox_settings, driver), "local|docker",
+     "only this driver's sandboxes (default: every driver available)", 0, 0},
+    COMMON_OPTIONS(sandbox_settings),
+    {0}};
+
+static int cmd_sandbox(int argc, char **argv, sg_error *err)
+{
+    sandbox_settings s = {0};
+    sg_strlist pos = {0};
+    size_t removed = 0;
+    int rc = parse(&s, sandbox_options, argc, argv, "sandbox gc [--sandbox local|docker]", &pos,
+                   &s.common, err);
+    if (rc != 0 || (rc = expect_positionals(&pos, 1, "subcommand (gc)", err)) < 0)
+        goto done;
+    if (strcmp(pos.items[0], "gc") != 0) {
+        rc = sg_error_set(err, SG_E_USAGE, "unknown sandbox subcommand \"%s\"", pos.items[0]);
+        sg_error_hint(err, "the only one is \"shardgate sandbox gc\"");
+        goto done;
+    }
+    if ((rc = sg_sandbox_gc(&removed, s.driver, err)) < 0)
+        goto done;
+    if (s.common.json)
+        rc = print_json(json_pack("{s:I}", "removed", (json_int_t)removed), err);
+    else
+        printf("removed %zu sandbox%s left by killed runs\n", removed, removed == 1 ? "" : "es");
+done:
+    free(pos.items);
+    return rc;
+}
+
 /* ---- dispatch ---- */
 
 typedef struct command {
@@ -494,6 +679,8 @@ static const command commands[] = {
     {"verify", cmd_verify, "check a stored snapshot (levels 0-2)"},
     {"restore", cmd_restore, "restore a snapshot into an empty database"},
     {"prune", cmd_prune, "delete old snapshots from a store"},
+    {"drill", cmd_drill, "prove that shards can be recovered: restore and verify in sandboxes"},
+    {"sandbox", cmd_sandbox, "remove sandboxes left behind by killed runs (sandbox gc)"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out)
