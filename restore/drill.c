@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/file.h"
@@ -105,6 +106,8 @@ static int drill_shard(void *ctx, size_t worker, size_t task, sg_error *err)
     snprintf(spec, sizeof(spec), "%s/latest", s->shard);
     test.snapshot = spec;
     test.sandbox.shard = s->shard;
+    if (!test.sandbox.run_id)
+        test.sandbox.run_id = d->res->run_id;
     sg_log_info("drill %s: starting", s->shard);
     s->rc = sg_test_restore(&s->result, &test, &s->error);
     if (s->rc == SG_E_INTERRUPTED) {
@@ -133,6 +136,9 @@ int sg_drill_run(sg_drill_result *res, const sg_drill_options *opts, sg_error *e
     memset(res, 0, sizeof(*res));
     gmtime_r(&now, &tm);
     strftime(res->started_at, sizeof(res->started_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    strftime(res->run_id, sizeof(res->run_id), "drill-%Y%m%dT%H%M%SZ", &tm);
+    snprintf(res->run_id + strlen(res->run_id), sizeof(res->run_id) - strlen(res->run_id), "-%ld",
+             (long)getpid());
     if (!opts->test.store.url || !opts->test.key_path || opts->test.trust.count == 0) {
         sg_error_set(err, SG_E_USAGE, "--store, --key and --trust are required");
         return SG_E_USAGE;

@@ -31,6 +31,7 @@ typedef struct sg_drill_shard {
 
 typedef struct sg_drill_result {
     char started_at[32]; /* ISO 8601 UTC */
+    char run_id[64];     /* labels the drill's sandboxes: "drill-<time>-<pid>" */
     double seconds;
     sg_drill_shard *shards;
     size_t count;
