@@ -4,7 +4,9 @@
 # Idempotent: when everything is installed it neither needs the network nor
 # says anything. The postgresql-15 package may create and start its own
 # cluster on port 5432; shardgate never uses it (tests and the demo run private
-# servers on other ports), so it is left alone.
+# servers on other ports), so it is left alone. docker.io (dockerd and its
+# client) and curl serve the docker sandbox's tests, through
+# ci/docker-service.sh and ci/postgres-image.sh.
 set -euo pipefail
 
 packages=(
@@ -13,6 +15,7 @@ packages=(
     libarchive-dev libzstd-dev libsodium-dev libcurl4-openssl-dev libssl-dev
     check libjansson-dev libfyaml-dev libexpat1-dev libpg-query-dev libxxhash-dev
     zstd time s3cmd openssl
+    docker.io curl
 )
 # The S3 test service runs on Node.js; any recent node and npm will do.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -12,6 +12,7 @@
 
 static const sg_sandbox_driver *const drivers[] = {
     &sg_sandbox_local_driver,
+    &sg_sandbox_docker_driver,
 };
 
 #define N_DRIVERS (sizeof(drivers) / sizeof(drivers[0]))
