@@ -130,6 +130,23 @@ START_TEST(json_report_and_amcheck)
 }
 END_TEST
 
+/* The same drill in a container: the docker driver (CI starts dockerd and
+ * builds postgres:15 locally). */
+START_TEST(docker_sandbox)
+{
+    sgt_result r;
+    const char *argv[] = {"shardgate", "drill",  "--store", store,   "--key",   key,
+                          "--trust",   pub,      "--shard", "alpha", "--shard", "bravo",
+                          "--sandbox", "docker", "--json",  NULL};
+    drill(&r, argv);
+    ck_assert_msg(r.status == 0, "exit %d\n%s", r.status, r.err);
+    assert_contains(r.out, "\"failed\": 0");
+    assert_contains(r.out, "\"rows\": 2000");
+    assert_contains(r.out, "\"amcheck\": true");
+    sgt_result_free(&r);
+}
+END_TEST
+
 START_TEST(objective_missed)
 {
     sgt_result r;
@@ -320,6 +337,7 @@ int main(void)
     tcase_add_test(reports, tampered_shard_fails_and_reports_agree);
     tcase_add_test(reports, json_report_and_amcheck);
     tcase_add_test(reports, objective_missed);
+    tcase_add_test(reports, docker_sandbox);
     tcase_add_test(reports, usage_errors);
     tcase_add_test(cleanup, killed_drill_leaves_nothing_after_gc);
     tcase_add_test(cleanup, interrupted_drill_cleans_up);
