@@ -1,5 +1,6 @@
 #include "common/proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -14,7 +15,9 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/mem.h"
+#include "common/writer.h"
 
 /* Keep only the end of a chatty stderr: that is where the reason is. */
 #define STDERR_KEEP 4096
@@ -219,20 +222,137 @@ int sg_pg_tool_find(char **out, const char *tool, int major, const char *bindir,
     return 0;
 }
 
-int sg_tmpdir_new(char **out, const char *tag, sg_error *err)
+int sg_process_stat(pid_t pid, char *state, unsigned long long *start)
+{
+    char path[64], buf[1024];
+    const char *p;
+    ssize_t n;
+    int fd, field;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* The command name (field 2) may hold spaces and parentheses. */
+    if (!(p = strrchr(buf, ')')) || p[1] != ' ')
+        return -1;
+    p += 2;
+    if (state)
+        *state = *p;
+    for (field = 3; field < 22 && p; field++)
+        if ((p = strchr(p, ' ')) != NULL)
+            p++;
+    if (!p || sscanf(p, "%llu", start) != 1)
+        return -1;
+    return 0;
+}
+
+bool sg_process_alive(pid_t pid, unsigned long long start)
+{
+    unsigned long long now;
+    char state;
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
+        return false;
+    if (sg_process_stat(pid, &state, &now) != 0)
+        return true;
+    if (state == 'Z' || state == 'X')
+        return false;
+    return start == 0 || now == start;
+}
+
+#define TMPDIR_OWNER ".shardgate-owner"
+
+static const char *tmp_base(void)
 {
     const char *base = getenv("TMPDIR");
-    char *path = sg_asprintf("%s/shardgate-%s-XXXXXX", base && *base ? base : "/tmp", tag);
+    return base && *base ? base : "/tmp";
+}
+
+int sg_tmpdir_new(char **out, const char *tag, sg_error *err)
+{
+    char *path = sg_asprintf("%s/shardgate-%s-XXXXXX", tmp_base(), tag), *owner = NULL;
+    unsigned long long start = 0;
+    char line[64];
+    int fd = -1, rc = 0;
     *out = NULL;
     if (!path)
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     if (!mkdtemp(path)) {
-        int e = errno;
-        sg_error_set(err, SG_E_IO, "cannot create a temporary directory %s: %s", path, strerror(e));
+        rc = sg_error_set(err, SG_E_IO, "cannot create a temporary directory %s: %s", path,
+                          strerror(errno));
         free(path);
-        return SG_E_IO;
+        return rc;
+    }
+    /* Who made it, for sg_tmpdir_gc after a kill -9. */
+    sg_process_stat(getpid(), NULL, &start);
+    snprintf(line, sizeof(line), "%ld %llu\n", (long)getpid(), start);
+    if (!(owner = sg_asprintf("%s/" TMPDIR_OWNER, path))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    } else if ((fd = open(owner, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0 ||
+               sg_write_all(fd, line, strlen(line)) != 0) {
+        rc = sg_error_set(err, SG_E_IO, "cannot write %s: %s", owner, strerror(errno));
+    }
+    if (fd >= 0)
+        close(fd);
+    free(owner);
+    if (rc < 0) {
+        sg_tmpdir_remove(path);
+        free(path);
+        return rc;
     }
     *out = path;
+    return 0;
+}
+
+/* The owner recorded in dir, if the file is there and ours. */
+static bool tmpdir_owner(const char *dir, pid_t *pid, unsigned long long *start)
+{
+    char path[4200], buf[64];
+    struct stat st;
+    long p;
+    ssize_t n;
+    int fd;
+    bool ok = false;
+    snprintf(path, sizeof(path), "%s/" TMPDIR_OWNER, dir);
+    if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return false;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+        buf[n] = '\0';
+        ok = sscanf(buf, "%ld %llu", &p, start) == 2 && p > 0;
+        *pid = (pid_t)p;
+    }
+    close(fd);
+    return ok;
+}
+
+int sg_tmpdir_gc(const char *tag, size_t *removed, sg_error *err)
+{
+    const char *base = tmp_base();
+    char prefix[64];
+    struct dirent *e;
+    DIR *d;
+    *removed = 0;
+    snprintf(prefix, sizeof(prefix), "shardgate-%s-", tag);
+    if (!(d = opendir(base)))
+        return sg_error_set(err, SG_E_IO, "cannot read the temporary directory %s: %s", base,
+                            strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        char path[4200];
+        unsigned long long start;
+        pid_t pid;
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+        if (!tmpdir_owner(path, &pid, &start) || sg_process_alive(pid, start))
+            continue;
+        sg_tmpdir_remove(path);
+        sg_log_info("removed %s, left by process %ld, which is gone", path, (long)pid);
+        (*removed)++;
+    }
+    closedir(d);
     return 0;
 }
 

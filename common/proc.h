@@ -2,6 +2,7 @@
 #ifndef SG_COMMON_PROC_H
 #define SG_COMMON_PROC_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "common/error.h"
@@ -38,8 +39,26 @@ char **sg_env_with(const char *const set[]);
  * malloc'd path. The program must be at least as new as the server. */
 int sg_pg_tool_find(char **out, const char *tool, int major, const char *bindir, sg_error *err);
 
-/* Creates a private (0700) directory under $TMPDIR or /tmp. */
+/* A process's state and start time (fields 3 and 22 of /proc/PID/stat, the
+ * start in clock ticks after boot): with its pid, the start time names one
+ * process, so a reused pid is not mistaken for it. -1 if it cannot be read.
+ * Uses only open, read and close, so a forked child may call it. */
+int sg_process_stat(pid_t pid, char *state, unsigned long long *start);
+
+/* Whether the process that had pid and start time `start` still runs (a
+ * zombie does not); start 0 matches any process with that pid. One that
+ * cannot be inspected counts as running: nothing of it is removed. */
+bool sg_process_alive(pid_t pid, unsigned long long start);
+
+/* Creates a private (0700) directory "shardgate-TAG-XXXXXX" under $TMPDIR
+ * or /tmp, with an owner file (this process's pid and start time) so that
+ * sg_tmpdir_gc can tell when its creator is gone. */
 int sg_tmpdir_new(char **out, const char *tag, sg_error *err);
+
+/* Removes the "shardgate-TAG-*" directories under $TMPDIR or /tmp whose
+ * creator is gone (killed before it could clean up); counts them in
+ * *removed. Directories without an owner file are left alone. */
+int sg_tmpdir_gc(const char *tag, size_t *removed, sg_error *err);
 
 /* Removes a directory tree; quietly ignores what is already gone. */
 void sg_tmpdir_remove(const char *path);

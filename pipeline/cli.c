@@ -658,7 +658,7 @@ static int cmd_sandbox(int argc, char **argv, sg_error *err)
     if (s.common.json)
         rc = print_json(json_pack("{s:I}", "removed", (json_int_t)removed), err);
     else
-        printf("removed %zu sandbox%s left by killed runs\n", removed, removed == 1 ? "" : "es");
+        printf("removed %zu leftover%s of killed runs\n", removed, removed == 1 ? "" : "s");
 done:
     free(pos.items);
     return rc;

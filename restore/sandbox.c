@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 
 static const sg_sandbox_driver *const drivers[] = {
     &sg_sandbox_local_driver,
@@ -76,21 +77,43 @@ void sg_sandbox_destroy(sg_sandbox *sandbox)
     free(sandbox);
 }
 
+/* What killed runs leave on this host besides sandboxes: the temporary
+ * directories of restores and snapshots (schema dumps), and docker socket
+ * directories whose container was never made. */
+static const char *const tmp_tags[] = {"restore", "snapshot", "docker"};
+
+static void gc_tmpdirs(size_t *removed)
+{
+    for (size_t i = 0; i < sizeof(tmp_tags) / sizeof(tmp_tags[0]); i++) {
+        size_t n = 0;
+        sg_error err = {0};
+        if (sg_tmpdir_gc(tmp_tags[i], &n, &err) < 0)
+            sg_log_warning("sandbox gc: %s", err.message);
+        *removed += n;
+    }
+}
+
 int sg_sandbox_gc(size_t *removed, const char *driver, sg_error *err)
 {
+    int rc = 0;
     *removed = 0;
     if (driver) {
         const sg_sandbox_driver *d = find_driver(driver, err);
-        return d ? d->gc(removed, err) : SG_E_USAGE;
-    }
-    for (size_t i = 0; i < N_DRIVERS; i++) {
-        size_t n = 0;
-        sg_error derr = {0};
-        if (drivers[i]->gc(&n, &derr) < 0) {
-            sg_log_warning("sandbox gc (%s): %s", drivers[i]->name, derr.message);
-            continue;
+        if (!d)
+            return SG_E_USAGE;
+        rc = d->gc(removed, err);
+    } else {
+        for (size_t i = 0; i < N_DRIVERS; i++) {
+            size_t n = 0;
+            sg_error derr = {0};
+            if (drivers[i]->gc(&n, &derr) < 0) {
+                sg_log_warning("sandbox gc (%s): %s", drivers[i]->name, derr.message);
+                continue;
+            }
+            *removed += n;
         }
-        *removed += n;
     }
-    return 0;
+    if (rc == 0)
+        gc_tmpdirs(removed);
+    return rc;
 }

@@ -57,9 +57,10 @@ void sg_sandbox_destroy(sg_sandbox *sandbox);
 
 /* Removes what killed runs left behind, for one driver or (driver NULL)
  * every driver that is available here; a driver that cannot be reached
- * (no Docker daemon) is skipped with a warning when driver is NULL. Sets
- * *removed to the number of sandboxes removed. Sandboxes of live
- * processes are left alone. */
+ * (no Docker daemon) is skipped with a warning when driver is NULL. Also
+ * removes the temporary directories of killed restores and snapshots. Sets
+ * *removed to the number of sandboxes and directories removed. What live
+ * processes own is left alone. */
 int sg_sandbox_gc(size_t *removed, const char *driver, sg_error *err);
 
 #endif

@@ -382,31 +382,6 @@ bad:
 /* The start time of a process (clock ticks after boot, field 22 of
  * /proc/PID/stat): with the pid, it names one process for good, as pids are
  * reused. False when the process is gone or a zombie (dead, not reaped). */
-static bool process_start(pid_t pid, unsigned long long *start)
-{
-    char path[64], line[1024], *p;
-    FILE *f;
-    bool ok = false;
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    if (!(f = fopen(path, "re")))
-        return false;
-    if (fgets(line, sizeof(line), f) && (p = strrchr(line, ')'))) {
-        char state = '\0';
-        int field = 3;
-        for (p = strtok(p + 1, " "); p; p = strtok(NULL, " "), field++) {
-            if (field == 3)
-                state = *p;
-            if (field == 22) {
-                *start = strtoull(p, NULL, 10);
-                ok = state != 'Z' && state != 'X';
-                break;
-            }
-        }
-    }
-    fclose(f);
-    return ok;
-}
-
 static void host_name(char *out, size_t size)
 {
     if (gethostname(out, size) != 0)
@@ -476,7 +451,7 @@ static json_t *create_body(const sg_sandbox_options *opts, const char *image, co
 
     host_name(hostname, sizeof(hostname));
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-    process_start(getpid(), &start_time);
+    sg_process_stat(getpid(), NULL, &start_time);
     snprintf(start, sizeof(start), "%llu", start_time);
     if (!(password_env = sg_asprintf("POSTGRES_PASSWORD=%s", password)))
         goto done;
@@ -821,9 +796,8 @@ static bool owner_alive(json_t *labels, const char *hostname)
     pid = strtol(pid_text, &end, 10);
     if (errno || *end || pid <= 0 || pid > INT_MAX)
         return true;
-    if (!process_start((pid_t)pid, &start))
-        return false;
-    return strtoull(start_text, NULL, 10) == start;
+    start = strtoull(start_text, NULL, 10);
+    return sg_process_alive((pid_t)pid, start);
 }
 
 /* A socket directory named in a label, if it has the shape this driver

@@ -388,44 +388,10 @@ static long elapsed_ms(const struct timespec *since)
     return (long)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
-/* State and start time (field 22 of /proc/PID/stat, in clock ticks since
- * boot): a pid and its start time name one process even if pids wrap. */
-static int proc_stat(pid_t pid, char *state, unsigned long long *start)
-{
-    char path[64], buf[1024];
-    const char *p;
-    ssize_t n;
-    int fd, field;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return -1;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    /* The command name (field 2) may hold spaces and parentheses. */
-    if (!(p = strrchr(buf, ')')))
-        return -1;
-    p += 2;
-    if (state)
-        *state = *p;
-    for (field = 3; field < 22 && p; field++)
-        if ((p = strchr(p, ' ')) != NULL)
-            p++;
-    if (!p || sscanf(p, "%llu", start) != 1)
-        return -1;
-    return 0;
-}
-
 /* Whether a process is still there: gone, or a zombie, is dead. */
 static bool process_alive(pid_t pid)
 {
-    char state = '?';
-    unsigned long long start;
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return false;
-    return proc_stat(pid, &state, &start) != 0 || state != 'Z';
+    return sg_process_alive(pid, 0);
 }
 
 /* Runs argv (PATH searched) and keeps the first line of its stdout; -1 if
@@ -604,7 +570,7 @@ static int write_marker(const char *dir, const sg_sandbox_options *opts, sg_erro
     if (!path)
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     /* Unknown (0) makes gc treat a live pid as the owner: the safe side. */
-    if (proc_stat(getpid(), NULL, &start) != 0)
+    if (sg_process_stat(getpid(), NULL, &start) != 0)
         start = 0;
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0 || !(f = fdopen(fd, "w"))) {
@@ -1096,19 +1062,6 @@ static int read_marker(const char *dir, pid_t *pid, unsigned long long *start)
     return rc;
 }
 
-static bool owner_alive(pid_t pid, unsigned long long start)
-{
-    unsigned long long now;
-    char state;
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return false;
-    if (proc_stat(pid, &state, &now) != 0)
-        return true; /* cannot tell: leave it */
-    if (state == 'Z')
-        return false;
-    return start == 0 || now == start;
-}
-
 /* Whether pid is a postmaster started with -D data_dir. */
 static bool is_postmaster_of(pid_t pid, const char *data_dir)
 {
@@ -1173,7 +1126,7 @@ static int gc_one(const char *dir)
     if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return 0;
     if (read_marker(dir, &owner, &start) == 0) {
-        if (owner_alive(owner, start))
+        if (sg_process_alive(owner, start))
             return 0;
     } else if (st.st_uid != geteuid() || time(NULL) - st.st_mtime < UNMARKED_MAX_AGE_S) {
         return 0;

@@ -57,6 +57,19 @@ static int sandbox_dirs(void)
     return n;
 }
 
+/* Every temporary directory shardgate made under TMPDIR. */
+static int shardgate_dirs(void)
+{
+    DIR *d = opendir(sandboxes);
+    struct dirent *e;
+    int n = 0;
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)))
+        n += strncmp(e->d_name, "shardgate-", 10) == 0;
+    closedir(d);
+    return n;
+}
+
 static void assert_contains(const char *text, const char *needle)
 {
     ck_assert_msg(strstr(text, needle) != NULL, "\"%s\" not in:\n%s", needle, text);
@@ -208,31 +221,28 @@ static bool process_mentions(const char *text)
     return found;
 }
 
-/* Whether some sandbox's server is up: its socket exists. */
-static bool sandbox_serving(void)
+/* Whether a restore has begun: it keeps the schema dump in a temporary
+ * directory of its own while it loads. */
+static bool restoring(void)
 {
     DIR *d = opendir(sandboxes);
     struct dirent *e;
-    bool up = false;
+    bool found = false;
     ck_assert_ptr_nonnull(d);
-    while (!up && (e = readdir(d))) {
-        char path[1200];
-        if (strncmp(e->d_name, "shardgate-sandbox-", 18) != 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s/.s.PGSQL.5432", sandboxes, e->d_name);
-        up = access(path, F_OK) == 0;
-    }
+    while (!found && (e = readdir(d)))
+        found = strncmp(e->d_name, "shardgate-restore-", 18) == 0;
     closedir(d);
-    return up;
+    return found;
 }
 
 /* Waits until the drill is restoring into its sandbox. */
 static void wait_for_restore(pid_t pid)
 {
-    for (int i = 0; i < 3000 && !sandbox_serving(); i++)
+    for (int i = 0; i < 3000 && !restoring(); i++)
         sgt_sleep_ms(10);
-    ck_assert_msg(sandbox_serving(), "the drill's sandbox never served");
-    sgt_sleep_ms(300);
+    ck_assert_msg(restoring(), "the drill never started restoring");
+    ck_assert_int_eq(sandbox_dirs(), 1);
+    sgt_sleep_ms(200);
     ck_assert_int_eq(kill(pid, 0), 0);
 }
 
@@ -255,10 +265,12 @@ START_TEST(killed_drill_leaves_nothing_after_gc)
         const char *gc[] = {"shardgate", "sandbox", "gc", "--sandbox", "local", NULL};
         drill(&r, gc);
         ck_assert_msg(r.status == 0, "gc exit %d: %s", r.status, r.err);
-        assert_contains(r.out, "removed 1 sandbox");
+        /* The sandbox, and the restore's own temporary directory. */
+        assert_contains(r.out, "removed 2 leftovers of killed runs");
         sgt_result_free(&r);
     }
     ck_assert_int_eq(sandbox_dirs(), 0);
+    ck_assert_int_eq(shardgate_dirs(), 0);
     ck_assert_msg(!process_mentions(sandboxes), "a process of the killed sandbox is running");
 }
 END_TEST
@@ -276,7 +288,7 @@ START_TEST(interrupted_drill_cleans_up)
     wait_for_restore(pid);
     kill(pid, SIGTERM);
     ck_assert_int_eq(sgt_wait(pid), EXIT_INTERRUPTED);
-    ck_assert_int_eq(sandbox_dirs(), 0);
+    ck_assert_int_eq(shardgate_dirs(), 0);
 }
 END_TEST
 

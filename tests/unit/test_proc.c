@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/mem.h"
@@ -285,6 +286,65 @@ START_TEST(test_child_environment)
 }
 END_TEST
 
+START_TEST(test_process_alive)
+{
+    unsigned long long start = 0;
+    char state = 0;
+    pid_t child;
+    ck_assert_int_eq(sg_process_stat(getpid(), &state, &start), 0);
+    ck_assert_uint_gt(start, 0);
+    ck_assert(sg_process_alive(getpid(), start));
+    ck_assert(sg_process_alive(getpid(), 0));
+    /* Same pid, another start time: a reused pid, not the owner. */
+    ck_assert(!sg_process_alive(getpid(), start + 1));
+    child = fork();
+    if (child == 0)
+        _exit(0);
+    sgt_sleep_ms(100);
+    ck_assert(!sg_process_alive(child, 0)); /* a zombie */
+    ck_assert_int_eq(waitpid(child, NULL, 0), child);
+    ck_assert(!sg_process_alive(child, 0)); /* gone */
+    ck_assert_int_eq(sg_process_stat(child, NULL, &start), -1);
+}
+END_TEST
+
+/* A directory whose creator died is removed; one of a live process, and one
+ * without an owner file, are not. */
+START_TEST(test_tmpdir_gc)
+{
+    char *mine = NULL, unowned[128];
+    size_t removed = 99;
+    sg_error err = {0};
+    pid_t child;
+    int status;
+    setenv("TMPDIR", dir, 1);
+    child = fork();
+    if (child == 0) {
+        char *path = NULL;
+        _exit(sg_tmpdir_new(&path, "restore", &err) == 0 ? 0 : 1);
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_int_eq(status, 0);
+    ck_assert_int_eq(sg_tmpdir_new(&mine, "restore", &err), 0);
+    snprintf(unowned, sizeof(unowned), "%s/shardgate-restore-manual", dir);
+    ck_assert_int_eq(mkdir(unowned, 0700), 0);
+    ck_assert_int_eq(sg_tmpdir_gc("snapshot", &removed, &err), 0);
+    ck_assert_uint_eq(removed, 0);
+    ck_assert_int_eq(sg_tmpdir_gc("restore", &removed, &err), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_int_eq(access(mine, F_OK), 0);
+    ck_assert_int_eq(access(unowned, F_OK), 0);
+    ck_assert_int_eq(sg_tmpdir_gc("restore", &removed, &err), 0);
+    ck_assert_uint_eq(removed, 0);
+    sg_tmpdir_remove(mine);
+    free(mine);
+    setenv("TMPDIR", "/nonexistent/sg-dir", 1);
+    ck_assert_int_eq(sg_tmpdir_gc("restore", &removed, &err), SG_E_IO);
+    assert_contains(err.message, "/nonexistent/sg-dir");
+    unsetenv("TMPDIR");
+}
+END_TEST
+
 static Suite *proc_suite(void)
 {
     Suite *s = suite_create("proc");
@@ -295,6 +355,8 @@ static Suite *proc_suite(void)
     tcase_add_test(tc, fn);                                                                        \
     suite_add_tcase(s, tc)
     CASE("success", test_success);
+    CASE("process alive", test_process_alive);
+    CASE("tmpdir gc", test_tmpdir_gc);
     CASE("exit status", test_exit_status);
     CASE("exit long stderr", test_exit_long_stderr);
     CASE("signal", test_signal);
