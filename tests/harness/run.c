@@ -4,7 +4,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +13,8 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include "common/proc.h"
 
 extern char **environ;
 
@@ -273,17 +274,7 @@ void sgt_sleep_ms(long ms)
     }
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void sgt_remove_tree(const char *dir)
 {
-    if (dir)
-        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    sg_tmpdir_remove(dir);
 }
