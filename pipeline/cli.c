@@ -505,6 +505,8 @@ static const sg_option drill_options[] = {
      "PostgreSQL binaries (default: found by version)", 0, 0},
     {"jobs", SG_OPT_INT, DRILL(test.jobs), "N", "connections per restore (default 2)", 1, 64},
     {"parallel", SG_OPT_INT, DRILL(parallel), "N", "shards drilled at once (default 1)", 1, 64},
+    {"amcheck-heap", SG_OPT_FLAG, DRILL(test.amcheck_heap), NULL,
+     "amcheck also proves every row is in every index (a second pass over the data)", 0, 0},
     {"rto", SG_OPT_DURATION, DRILL(rto_ms), "DURATION",
      "recovery-time objective, e.g. 15m: slower shards fail the drill", 0, 0},
     {"metrics-file", SG_OPT_STRING, offsetof(drill_settings, metrics_file), "FILE",

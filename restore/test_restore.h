@@ -25,7 +25,12 @@ typedef struct sg_test_restore_options {
     const char *snapshot; /* SHARD/ID or SHARD/latest */
     int jobs;             /* connections for loading and index builds */
     uint64_t maintenance_work_mem;
-    const char *pg_bindir;      /* client tools (pg_restore) */
+    const char *pg_bindir; /* client tools (pg_restore) */
+    /* amcheck also proves every heap tuple is in its index (heapallindexed):
+     * a second pass over every table, which a fresh index build from those
+     * very tuples rarely fails. Off, amcheck checks each index's structure
+     * and order, which is what a changed collation breaks. */
+    bool amcheck_heap;
     sg_sandbox_options sandbox; /* pg_major is taken from the snapshot */
 } sg_test_restore_options;
 

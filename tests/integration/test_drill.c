@@ -128,8 +128,10 @@ END_TEST
 START_TEST(json_report_and_amcheck)
 {
     sgt_result r;
-    const char *argv[] = {"shardgate", "drill", "--store", store,   "--key",  key,
-                          "--trust",   pub,     "--shard", "alpha", "--json", NULL};
+    /* With the heap pass too: every row of alpha must be in both indexes. */
+    const char *argv[] = {"shardgate", "drill", "--store", store,   "--key",          key,
+                          "--trust",   pub,     "--shard", "alpha", "--amcheck-heap", "--json",
+                          NULL};
     drill(&r, argv);
     ck_assert_msg(r.status == 0, "exit %d\n%s", r.status, r.err);
     assert_contains(r.out, "\"shard\": \"alpha\"");
