@@ -163,13 +163,6 @@ static int path_exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
-static double elapsed_ms(const struct timespec *from)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - from->tv_sec) * 1e3 + (double)(now.tv_nsec - from->tv_nsec) / 1e6;
-}
-
 static sg_sandbox_options options(const char *run)
 {
     sg_sandbox_options o = {0};
@@ -235,30 +228,6 @@ START_TEST(sandbox_runs_postgresql_15_with_labels_and_limits)
     ck_assert_int_eq(inspect_status(id), 404);
     ck_assert_msg(!path_exists(dir), "socket directory %s left behind", dir);
     free(id);
-}
-END_TEST
-
-/* Not a check (no timing thresholds): prints create-to-ready times. */
-START_TEST(sandbox_ready_times_are_reported)
-{
-    char run[128], line[512] = "";
-    for (int i = 0; i < 5; i++) {
-        sg_sandbox *sb = NULL;
-        sg_error err = {0};
-        sg_sandbox_options o;
-        struct timespec t0;
-        size_t used = strlen(line);
-        unique_run(run, sizeof(run), "timing");
-        o = options(run);
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        ck_assert_msg(sg_sandbox_create(&sb, &o, &err) == 0, "%s", err.message);
-        snprintf(line + used, sizeof(line) - used, " %.0f", elapsed_ms(&t0));
-        sg_sandbox_destroy(sb);
-        json_t *list = containers_of_run(run);
-        ck_assert_int_eq(json_array_size(list), 0);
-        json_decref(list);
-    }
-    fprintf(stderr, "docker sandbox create -> ready (ms):%s\n", line);
 }
 END_TEST
 
@@ -553,7 +522,6 @@ static Suite *suite(void)
         const TTest *test;
     } cases[] = {
         {"create", sandbox_runs_postgresql_15_with_labels_and_limits},
-        {"ready_times", sandbox_ready_times_are_reported},
         {"missing_image", missing_image_is_not_found_in_plain_words},
         {"unreachable", unreachable_daemon_is_named},
         {"docker_host", non_unix_docker_host_is_a_usage_error},

@@ -3,7 +3,6 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 
 #include "common/mem.h"
 #include "snapshot/pack.h"
+#include "tests/harness/run.h"
 #include "tests/harness/writers.h"
 
 #define PACK_DIR "shards/a/snapshots/20240501T020000Z-1a2b3c4d/packs"
@@ -31,19 +31,11 @@ static void setup(void)
     ck_assert_int_eq(sg_store_open(&store, url, &err), 0);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void teardown(void)
 {
     sg_store_free(store);
     store = NULL;
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    sgt_remove_tree(dir);
 }
 
 static const char *path_of(const char *key)
