@@ -6,14 +6,15 @@
 # cluster on port 5432; shardgate never uses it (tests and the demo run private
 # servers on other ports), so it is left alone. docker.io (dockerd and its
 # client) and curl serve the docker sandbox's tests, through
-# ci/docker-service.sh and ci/postgres-image.sh.
+# ci/docker-service.sh and ci/postgres-image.sh. libprotobuf-c-dev is needed
+# for its header only: libpg_query carries the protobuf-c runtime.
 set -euo pipefail
 
 packages=(
     build-essential cmake pkg-config clang-format
     libpq-dev postgresql-15 postgresql-client-15
     libarchive-dev libzstd-dev libsodium-dev libcurl4-openssl-dev libssl-dev
-    check libjansson-dev libfyaml-dev libexpat1-dev libpg-query-dev libxxhash-dev
+    check libjansson-dev libfyaml-dev libexpat1-dev libpg-query-dev libprotobuf-c-dev libxxhash-dev
     zstd time s3cmd openssl
     docker.io curl
 )

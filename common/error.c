@@ -13,6 +13,7 @@ int sg_error_set(sg_error *err, int code, const char *fmt, ...)
         va_end(ap);
         err->detail[0] = '\0';
         err->hint[0] = '\0';
+        err->sqlstate[0] = '\0';
     }
     return code;
 }

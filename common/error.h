@@ -26,6 +26,8 @@
     X(SG_E_INTERRUPTED, 16, "interrupted")                                                         \
     X(SG_E_SHARDS_FAILED, 17, "one or more shards failed")                                         \
     X(SG_E_OBJECTIVE, 18, "objective missed")                                                      \
+    X(SG_E_BUSY, 19, "held by another session")                                                    \
+    X(SG_E_LINT, 1, "lint findings")                                                               \
     X(SG_E_INTERNAL, 70, "internal")
 
 enum {
@@ -42,6 +44,7 @@ typedef struct sg_error {
     char message[512];
     char detail[1024];
     char hint[512];
+    char sqlstate[6]; /* of a database error, "" otherwise: callers retry on some */
 } sg_error;
 
 /* Sets code and message (printf-style) and clears detail and hint; returns

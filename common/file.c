@@ -1,6 +1,7 @@
 #include "common/file.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,5 +44,52 @@ done:
     if (rc < 0)
         unlink(tmp);
     free(tmp);
+    return rc;
+}
+
+int sg_file_read(char **out, size_t *len, const char *path, size_t max, sg_error *err)
+{
+    char *data = NULL;
+    size_t used = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+    struct stat st;
+    *out = NULL;
+    *len = 0;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return sg_error_set(err, SG_E_IO, "cannot read %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) {
+        rc = sg_error_set(err, SG_E_IO, "cannot read %s: not a regular file", path);
+        goto done;
+    }
+    if ((uint64_t)st.st_size > max) {
+        rc = sg_error_set(err, SG_E_FORMAT, "%s is too large (%lld bytes, at most %zu)", path,
+                          (long long)st.st_size, max);
+        goto done;
+    }
+    if (!(data = sg_malloc((size_t)st.st_size + 1))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    /* The size may change while we read: read what is there, up to the size
+     * seen, and stop at end of file. */
+    while (used < (size_t)st.st_size) {
+        ssize_t n = read(fd, data + used, (size_t)st.st_size - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = sg_error_set(err, SG_E_IO, "cannot read %s: %s", path, strerror(errno));
+            goto done;
+        }
+        if (n == 0)
+            break;
+        used += (size_t)n;
+    }
+    data[used] = '\0';
+    *out = data;
+    *len = used;
+    data = NULL;
+done:
+    free(data);
+    close(fd);
     return rc;
 }

@@ -13,4 +13,9 @@
  * nothing left behind. */
 int sg_file_replace(const char *path, const void *data, size_t len, sg_error *err);
 
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer to
+ * free(). SG_E_IO names path when it cannot be read; SG_E_FORMAT when it is
+ * larger than max. */
+int sg_file_read(char **out, size_t *len, const char *path, size_t max, sg_error *err);
+
 #endif

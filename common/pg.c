@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/mem.h"
 #include "common/proc.h"
 
@@ -174,6 +175,18 @@ void sg_pg_child_free(sg_pg_child *child)
     memset(child, 0, sizeof(*child));
 }
 
+/* Server notices (RAISE NOTICE in a migration, "skipping" from IF EXISTS)
+ * go to the log rather than straight to stderr, so --log-format json and
+ * --quiet hold for them too. */
+static void log_notice(void *arg, const PGresult *res)
+{
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    (void)arg;
+    sg_log(severity && strcmp(severity, "WARNING") == 0 ? SG_LOG_WARNING : SG_LOG_INFO,
+           "server %s: %s", severity ? severity : "notice", primary ? primary : "");
+}
+
 int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err)
 {
     const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
@@ -191,6 +204,7 @@ int sg_pg_connect(PGconn **out, const char *dsn, const char *what, sg_error *err
     conn = PQconnectdbParams(keys, vals, 1);
     free(options);
     if (conn && PQstatus(conn) == CONNECTION_OK) {
+        PQsetNoticeReceiver(conn, log_notice, NULL);
         *out = conn;
         return 0;
     }
@@ -215,8 +229,11 @@ int sg_pg_result_error(PGresult *res, PGconn *conn, const char *sql, sg_error *e
     snprintf(msg, sizeof(msg), "%s", primary ? primary : PQerrorMessage(conn));
     trim_newline(msg);
     sg_error_set(err, SG_E_DB, "%s", msg);
-    if (state)
+    if (state) {
         sg_error_detail(err, "SQLSTATE %s", state);
+        if (err)
+            snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+    }
     if (detail)
         sg_error_detail(err, "%s", detail);
     sg_error_detail(err, "statement: %.300s", sql);

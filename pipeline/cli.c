@@ -1,4 +1,5 @@
 #include "pipeline/cli.h"
+#include "pipeline/cli_impl.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -23,35 +24,6 @@
 #include "restore/verify.h"
 #include "snapshot/snapshot.h"
 
-/* Options every command takes. */
-typedef struct common_settings {
-    bool json;
-    const char *log_format;
-    bool verbose;
-    bool quiet;
-} common_settings;
-
-#define COMMON_OPTIONS(type)                                                                       \
-    {"json",                                                                                       \
-     SG_OPT_FLAG,                                                                                  \
-     offsetof(type, common.json),                                                                  \
-     NULL,                                                                                         \
-     "print the result as one JSON document",                                                      \
-     0,                                                                                            \
-     0},                                                                                           \
-        {"log-format",                                                                             \
-         SG_OPT_STRING,                                                                            \
-         offsetof(type, common.log_format),                                                        \
-         "text|json",                                                                              \
-         "format of log lines on stderr",                                                          \
-         0,                                                                                        \
-         0},                                                                                       \
-        {"verbose", SG_OPT_FLAG, offsetof(type, common.verbose), NULL, "log debug detail", 0, 0},  \
-    {                                                                                              \
-        "quiet", SG_OPT_FLAG, offsetof(type, common.quiet), NULL, "log warnings and errors only",  \
-            0, 0                                                                                   \
-    }
-
 static int apply_common(const common_settings *c, sg_error *err)
 {
     if (c->log_format && strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0)
@@ -61,8 +33,7 @@ static int apply_common(const common_settings *c, sg_error *err)
     return 0;
 }
 
-/* Prints a JSON result on stdout; the caller's reference is consumed. */
-static int print_json(json_t *doc, sg_error *err)
+int sg_cli_print_json(json_t *doc, sg_error *err)
 {
     char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
@@ -73,8 +44,7 @@ static int print_json(json_t *doc, sg_error *err)
     return 0;
 }
 
-/* Parses argv for a command; returns 1 when --help was printed. */
-static int parse(void *settings, const sg_option *table, int argc, char **argv, const char *usage,
+int sg_cli_parse(void *settings, const sg_option *table, int argc, char **argv, const char *usage,
                  sg_strlist *positional, const common_settings *common, sg_error *err)
 {
     int help = 0, rc;
@@ -88,7 +58,7 @@ static int parse(void *settings, const sg_option *table, int argc, char **argv, 
     return apply_common(common, err);
 }
 
-static int expect_positionals(const sg_strlist *positional, size_t n, const char *what,
+int sg_cli_expect_positionals(const sg_strlist *positional, size_t n, const char *what,
                               sg_error *err)
 {
     if (positional->count == n)
@@ -116,10 +86,11 @@ static int cmd_keygen(int argc, char **argv, sg_error *err)
     keygen_settings s = {0};
     sg_strlist pos = {0};
     sg_public_key pub;
-    int rc = parse(&s, keygen_options, argc, argv, "keygen --out NAME", &pos, &s.common, err);
+    int rc =
+        sg_cli_parse(&s, keygen_options, argc, argv, "keygen --out NAME", &pos, &s.common, err);
     if (rc != 0)
         goto done;
-    if ((rc = expect_positionals(&pos, 0, "", err)) < 0)
+    if ((rc = sg_cli_expect_positionals(&pos, 0, "", err)) < 0)
         goto done;
     if (!s.out) {
         rc = sg_error_set(err, SG_E_USAGE, "--out NAME is required");
@@ -128,9 +99,9 @@ static int cmd_keygen(int argc, char **argv, sg_error *err)
     if ((rc = sg_keygen(s.out, &pub, err)) < 0)
         goto done;
     if (s.common.json)
-        rc = print_json(json_pack("{s:s, s:s++, s:s++}", "key_id", pub.id, "secret_key", s.out,
-                                  ".key", "public_key", s.out, ".pub"),
-                        err);
+        rc = sg_cli_print_json(json_pack("{s:s, s:s++, s:s++}", "key_id", pub.id, "secret_key",
+                                         s.out, ".key", "public_key", s.out, ".pub"),
+                               err);
     else
         printf("%s\n", pub.id);
     sg_log_info("wrote %s.key (secret: keep it safe) and %s.pub (key id %s)", s.out, s.out, pub.id);
@@ -175,21 +146,21 @@ static int cmd_snapshot(int argc, char **argv, sg_error *err)
     sg_snapshot_result res;
     int rc;
     sg_snapshot_options_init(&s.o);
-    rc = parse(&s, snapshot_options, argc, argv,
-               "snapshot --dsn DSN --store URL --key NAME.key [--recipient OTHER.pub ...] "
-               "[--shard NAME] [--jobs N] [--chunk-size SIZE]",
-               &pos, &s.common, err);
-    if (rc != 0 || (rc = expect_positionals(&pos, 0, "", err)) < 0)
+    rc = sg_cli_parse(&s, snapshot_options, argc, argv,
+                      "snapshot --dsn DSN --store URL --key NAME.key [--recipient OTHER.pub ...] "
+                      "[--shard NAME] [--jobs N] [--chunk-size SIZE]",
+                      &pos, &s.common, err);
+    if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 0, "", err)) < 0)
         goto done;
     if ((rc = sg_snapshot_run(&res, &s.o, err)) < 0)
         goto done;
     if (s.common.json)
-        rc = print_json(json_pack("{s:s, s:s, s:I, s:I, s:{s:I, s:I}, s:f}", "id", res.id, "shard",
-                                  res.shard, "tables", (json_int_t)res.tables, "rows",
-                                  (json_int_t)res.rows, "bytes", "plain",
-                                  (json_int_t)res.plain_bytes, "stored",
-                                  (json_int_t)res.stored_bytes, "seconds", res.seconds),
-                        err);
+        rc = sg_cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:{s:I, s:I}, s:f}", "id", res.id,
+                                         "shard", res.shard, "tables", (json_int_t)res.tables,
+                                         "rows", (json_int_t)res.rows, "bytes", "plain",
+                                         (json_int_t)res.plain_bytes, "stored",
+                                         (json_int_t)res.stored_bytes, "seconds", res.seconds),
+                               err);
     else
         printf("%s\n", res.id);
     {
@@ -228,9 +199,9 @@ static int cmd_snapshots(int argc, char **argv, sg_error *err)
     sg_snapshot_entry *entries = NULL;
     size_t count = 0;
     json_t *list = NULL;
-    int rc = parse(&s, snapshots_options, argc, argv, "snapshots --store URL [--shard NAME]", &pos,
-                   &s.common, err);
-    if (rc != 0 || (rc = expect_positionals(&pos, 0, "", err)) < 0)
+    int rc = sg_cli_parse(&s, snapshots_options, argc, argv, "snapshots --store URL [--shard NAME]",
+                          &pos, &s.common, err);
+    if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 0, "", err)) < 0)
         goto done;
     if (!s.store.url) {
         rc = sg_error_set(err, SG_E_USAGE, "--store URL is required");
@@ -290,7 +261,7 @@ static int cmd_snapshots(int argc, char **argv, sg_error *err)
         sg_manifest_free(m);
     }
     if (s.common.json) {
-        rc = print_json(json_pack("{s:O}", "snapshots", list), err);
+        rc = sg_cli_print_json(json_pack("{s:O}", "snapshots", list), err);
         json_decref(list);
         list = NULL;
     }
@@ -328,23 +299,24 @@ static int cmd_verify(int argc, char **argv, sg_error *err)
     sg_verify_result res;
     int rc;
     sg_verify_options_init(&s.o);
-    rc = parse(&s, verify_options, argc, argv,
-               "verify --store URL --trust SIGNER.pub [--key NAME.key] [--level 0|1|2] SNAPSHOT",
-               &pos, &s.common, err);
+    rc = sg_cli_parse(
+        &s, verify_options, argc, argv,
+        "verify --store URL --trust SIGNER.pub [--key NAME.key] [--level 0|1|2] SNAPSHOT", &pos,
+        &s.common, err);
     if (rc != 0 ||
-        (rc = expect_positionals(&pos, 1, "SNAPSHOT (SHARD/ID or SHARD/latest)", err)) < 0)
+        (rc = sg_cli_expect_positionals(&pos, 1, "SNAPSHOT (SHARD/ID or SHARD/latest)", err)) < 0)
         goto done;
     s.o.snapshot = pos.items[0];
     if ((rc = sg_verify_run(&res, &s.o, err)) < 0)
         goto done;
     if (s.common.json)
-        rc = print_json(json_pack("{s:s, s:s, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:f}", "shard",
-                                  res.shard, "id", res.id, "level", res.level, "ok", 1, "objects",
-                                  (json_int_t)res.objects, "stored_bytes",
-                                  (json_int_t)res.stored_bytes, "chunks", (json_int_t)res.chunks,
-                                  "rows", (json_int_t)res.rows, "plain_bytes",
-                                  (json_int_t)res.plain_bytes, "seconds", res.seconds),
-                        err);
+        rc = sg_cli_print_json(
+            json_pack("{s:s, s:s, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:f}", "shard", res.shard,
+                      "id", res.id, "level", res.level, "ok", 1, "objects", (json_int_t)res.objects,
+                      "stored_bytes", (json_int_t)res.stored_bytes, "chunks",
+                      (json_int_t)res.chunks, "rows", (json_int_t)res.rows, "plain_bytes",
+                      (json_int_t)res.plain_bytes, "seconds", res.seconds),
+            err);
     else
         printf("%s/%s: ok (level %d: %" PRIu64 " objects%s)\n", res.shard, res.id, res.level,
                res.objects, res.level == 2 ? ", every chunk and row" : "");
@@ -386,22 +358,23 @@ static int cmd_restore(int argc, char **argv, sg_error *err)
     sg_restore_result res;
     int rc;
     sg_restore_options_init(&s.o);
-    rc = parse(&s, restore_options, argc, argv,
-               "restore --store URL --key NAME.key --trust SIGNER.pub --target DSN [--jobs N] "
-               "SNAPSHOT",
-               &pos, &s.common, err);
+    rc = sg_cli_parse(
+        &s, restore_options, argc, argv,
+        "restore --store URL --key NAME.key --trust SIGNER.pub --target DSN [--jobs N] "
+        "SNAPSHOT",
+        &pos, &s.common, err);
     if (rc != 0 ||
-        (rc = expect_positionals(&pos, 1, "SNAPSHOT (SHARD/ID or SHARD/latest)", err)) < 0)
+        (rc = sg_cli_expect_positionals(&pos, 1, "SNAPSHOT (SHARD/ID or SHARD/latest)", err)) < 0)
         goto done;
     s.o.snapshot = pos.items[0];
     if ((rc = sg_restore_run(&res, &s.o, err)) < 0)
         goto done;
     if (s.common.json)
-        rc = print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:f}", "shard", res.shard, "id",
-                                  res.id, "tables", (json_int_t)res.tables, "rows",
-                                  (json_int_t)res.rows, "plain_bytes", (json_int_t)res.plain_bytes,
-                                  "seconds", res.seconds),
-                        err);
+        rc = sg_cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:f}", "shard", res.shard, "id",
+                                         res.id, "tables", (json_int_t)res.tables, "rows",
+                                         (json_int_t)res.rows, "plain_bytes",
+                                         (json_int_t)res.plain_bytes, "seconds", res.seconds),
+                               err);
     else
         printf("%s/%s: restored %" PRIu64 " tables, %" PRIu64 " rows, all match the manifest "
                "(%.1f s)\n",
@@ -439,10 +412,11 @@ static int cmd_prune(int argc, char **argv, sg_error *err)
     sg_strlist pos = {0};
     sg_prune_result res = {0};
     char freed[32];
-    int rc = parse(&s, prune_options, argc, argv,
-                   "prune --store URL --keep-last N [--keep-days D] [--shard NAME] [--dry-run]",
-                   &pos, &s.common, err);
-    if (rc != 0 || (rc = expect_positionals(&pos, 0, "", err)) < 0)
+    int rc =
+        sg_cli_parse(&s, prune_options, argc, argv,
+                     "prune --store URL --keep-last N [--keep-days D] [--shard NAME] [--dry-run]",
+                     &pos, &s.common, err);
+    if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 0, "", err)) < 0)
         goto done;
     rc = sg_prune(&res, &s.o, err);
     /* What went is reported even when prune stopped part-way. */
@@ -456,10 +430,10 @@ static int cmd_prune(int argc, char **argv, sg_error *err)
                                                   (json_int_t)res.removed[i].pack_bytes));
         if (rc == 0 || res.nremoved > 0) {
             sg_error perr = {0};
-            int prc = print_json(json_pack("{s:b, s:o, s:I, s:I}", "dry_run", s.o.dry_run,
-                                           "removed", list, "kept", (json_int_t)res.kept,
-                                           "freed_bytes", (json_int_t)res.freed_bytes),
-                                 rc == 0 ? err : &perr);
+            int prc = sg_cli_print_json(json_pack("{s:b, s:o, s:I, s:I}", "dry_run", s.o.dry_run,
+                                                  "removed", list, "kept", (json_int_t)res.kept,
+                                                  "freed_bytes", (json_int_t)res.freed_bytes),
+                                        rc == 0 ? err : &perr);
             if (rc == 0)
                 rc = prc;
         } else {
@@ -562,12 +536,12 @@ static int print_drill(const sg_drill_result *res, const drill_settings *s, sg_e
         json_t *shards = json_array();
         for (size_t i = 0; shards && i < res->count; i++)
             json_array_append_new(shards, drill_shard_json(&res->shards[i]));
-        return print_json(json_pack("{s:s, s:f, s:I, s:I, s:I, s:f, s:o}", "started_at",
-                                    res->started_at, "seconds", res->seconds, "shards_total",
-                                    (json_int_t)res->count, "failed", (json_int_t)res->failed,
-                                    "rto_exceeded", (json_int_t)res->too_slow, "rto_seconds",
-                                    (double)s->o.rto_ms / 1000.0, "shards", shards),
-                          err);
+        return sg_cli_print_json(
+            json_pack("{s:s, s:f, s:I, s:I, s:I, s:f, s:o}", "started_at", res->started_at,
+                      "seconds", res->seconds, "shards_total", (json_int_t)res->count, "failed",
+                      (json_int_t)res->failed, "rto_exceeded", (json_int_t)res->too_slow,
+                      "rto_seconds", (double)s->o.rto_ms / 1000.0, "shards", shards),
+            err);
     }
     printf("%-20s %-26s %8s %10s %8s %6s %12s  %s\n", "SHARD", "SNAPSHOT", "AGE", "STORED",
            "SECONDS", "TABLES", "ROWS", "RESULT");
@@ -599,12 +573,13 @@ static int cmd_drill(int argc, char **argv, sg_error *err)
     sg_strlist pos = {0};
     sg_drill_result res = {0};
     sg_error report_err = {0};
-    int rc = parse(&s, drill_options, argc, argv,
-                   "drill --store URL --key NAME.key --trust SIGNER.pub (--shard NAME ... | --all) "
-                   "[--sandbox local|docker] [--parallel N] [--rto DURATION] [--metrics-file F] "
-                   "[--junit F]",
-                   &pos, &s.common, err);
-    if (rc != 0 || (rc = expect_positionals(&pos, 0, "", err)) < 0)
+    int rc = sg_cli_parse(
+        &s, drill_options, argc, argv,
+        "drill --store URL --key NAME.key --trust SIGNER.pub (--shard NAME ... | --all) "
+        "[--sandbox local|docker] [--parallel N] [--rto DURATION] [--metrics-file F] "
+        "[--junit F]",
+        &pos, &s.common, err);
+    if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 0, "", err)) < 0)
         goto done;
     s.o.test.sandbox.pg_bindir = s.o.test.pg_bindir;
     rc = sg_drill_run(&res, &s.o, err);
@@ -646,9 +621,9 @@ static int cmd_sandbox(int argc, char **argv, sg_error *err)
     sandbox_settings s = {0};
     sg_strlist pos = {0};
     size_t removed = 0;
-    int rc = parse(&s, sandbox_options, argc, argv, "sandbox gc [--sandbox local|docker]", &pos,
-                   &s.common, err);
-    if (rc != 0 || (rc = expect_positionals(&pos, 1, "subcommand (gc)", err)) < 0)
+    int rc = sg_cli_parse(&s, sandbox_options, argc, argv, "sandbox gc [--sandbox local|docker]",
+                          &pos, &s.common, err);
+    if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 1, "subcommand (gc)", err)) < 0)
         goto done;
     if (strcmp(pos.items[0], "gc") != 0) {
         rc = sg_error_set(err, SG_E_USAGE, "unknown sandbox subcommand \"%s\"", pos.items[0]);
@@ -658,7 +633,7 @@ static int cmd_sandbox(int argc, char **argv, sg_error *err)
     if ((rc = sg_sandbox_gc(&removed, s.driver, err)) < 0)
         goto done;
     if (s.common.json)
-        rc = print_json(json_pack("{s:I}", "removed", (json_int_t)removed), err);
+        rc = sg_cli_print_json(json_pack("{s:I}", "removed", (json_int_t)removed), err);
     else
         printf("removed %zu leftover%s of killed runs\n", removed, removed == 1 ? "" : "s");
 done:
@@ -683,6 +658,10 @@ static const command commands[] = {
     {"prune", cmd_prune, "delete old snapshots from a store"},
     {"drill", cmd_drill, "prove that shards can be recovered: restore and verify in sandboxes"},
     {"sandbox", cmd_sandbox, "remove sandboxes left behind by killed runs (sandbox gc)"},
+    {"lint", sg_cli_lint, "check migration files for statements that lock or lose data"},
+    {"migrate", sg_cli_migrate, "apply pending migrations to one database"},
+    {"revert", sg_cli_revert, "revert migrations of one database down to a version"},
+    {"status", sg_cli_status, "show applied, pending and changed migrations, and schema drift"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out)

@@ -1,0 +1,74 @@
+/* Applies and reverts migrations on one database, safely: under the shard's
+ * migration lock, with lock_timeout on every statement, retrying with
+ * backoff when a lock is not granted in time, and recording every step in the
+ * registry so that a killed run resumes where it stopped.
+ *
+ * Transactional files run in one transaction each, with their registry row
+ * and their verify section: a failure leaves nothing behind. Files with
+ * transaction=off run statement by statement; each statement that may run in
+ * a transaction block commits together with its progress, so a resumed run
+ * neither repeats nor skips it; the others (CREATE INDEX CONCURRENTLY and
+ * the like) record progress after they succeed, and an INVALID index left by
+ * a failed build is dropped before the statement runs again. */
+#ifndef SG_STAGES_APPLY_H
+#define SG_STAGES_APPLY_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/retry.h"
+#include "stages/migration.h"
+#include "stages/registry.h"
+
+#define SG_APPLY_LATEST INT64_MAX
+
+typedef struct sg_apply_options {
+    const char *dsn;               /* the database (the lock watch connects to it too) */
+    int64_t target;                /* apply up to this version; revert down to it */
+    uint64_t lock_timeout_ms;      /* unless the file sets one; 0 means 2 s */
+    uint64_t statement_timeout_ms; /* unless the file sets one; 0 leaves the server's */
+    unsigned retries;              /* after a lock timeout */
+    sg_retry_policy backoff;       /* between those retries */
+    bool allow_changed;            /* applied files that changed are logged, not refused */
+    bool dry_run;                  /* plan only: nothing is written */
+    bool skip_lint;                /* the caller linted the set already */
+    sg_registry_actor actor;
+} sg_apply_options;
+
+/* Defaults: latest, 2 s lock timeout, 10 retries, backoff from 200 ms
+ * doubling up to 10 s. An actor without host or run id gets this host's name
+ * and a new run id. */
+void sg_apply_options_init(sg_apply_options *opts, const char *dsn);
+
+typedef enum { SG_STEP_APPLY, SG_STEP_REVERT } sg_step_kind;
+
+typedef struct sg_apply_step {
+    const sg_migration *migration;
+    sg_step_kind kind;
+    int resume_from; /* statements already done by a killed or failed run */
+    unsigned attempts;
+    int64_t duration_ms;
+    bool done;
+} sg_apply_step;
+
+typedef struct sg_apply_result {
+    sg_apply_step *steps; /* the plan, in order; `done` marks what ran */
+    size_t count;
+    int64_t from_version, to_version; /* schema version before and after (0: none) */
+} sg_apply_result;
+
+/* Applies the set's pending migrations up to opts->target. With dry_run, fills
+ * the plan and changes nothing (not even creating the registry). */
+int sg_migrate(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
+               const sg_apply_options *opts, sg_error *err);
+
+/* Reverts applied migrations above opts->target, newest first, with their
+ * down sections. Every one must be reversible and unchanged, or nothing runs. */
+int sg_revert(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
+              const sg_apply_options *opts, sg_error *err);
+
+void sg_apply_result_clear(sg_apply_result *res);
+
+#endif

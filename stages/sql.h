@@ -1,0 +1,46 @@
+/* SQL scripts through PostgreSQL's own parser (libpg_query): a script is split
+ * into statements by the grammar, never by looking for semicolons, so dollar
+ * quotes, E'' strings, comments and CREATE RULE bodies are handled exactly as
+ * the server handles them. Each statement keeps its parse tree, its place in
+ * the file and the rules silenced for it by `-- shardgate:allow RULE`. */
+#ifndef SG_STAGES_SQL_H
+#define SG_STAGES_SQL_H
+
+#include <pg_query/pg_query.pb-c.h>
+#include <stddef.h>
+
+#include "common/error.h"
+
+typedef struct sg_sql_stmt {
+    const char *text; /* from the first token to the end, without the ';' */
+    size_t len;
+    unsigned line, column;     /* of the first token, 1-based, in the file */
+    const PgQuery__Node *tree; /* the statement's parse tree */
+    char **allowed;            /* rule ids silenced for this statement */
+    size_t allowed_count;
+} sg_sql_stmt;
+
+typedef struct sg_sql_script sg_sql_script;
+
+/* Parses len bytes of SQL that start at line first_line of their file. A
+ * syntax error is SG_E_FORMAT, with the line and column in the message as
+ * "LINE:COL: syntax error at or near ...". An empty script (only whitespace or
+ * comments) has no statements. */
+int sg_sql_script_parse(sg_sql_script **out, const char *text, size_t len, unsigned first_line,
+                        sg_error *err);
+
+size_t sg_sql_script_count(const sg_sql_script *script);
+const sg_sql_stmt *sg_sql_script_stmt(const sg_sql_script *script, size_t index);
+
+/* NULL is a no-op. */
+void sg_sql_script_free(sg_sql_script *script);
+
+/* Whether rule is silenced for stmt by a `-- shardgate:allow` comment. */
+int sg_sql_stmt_allows(const sg_sql_stmt *stmt, const char *rule);
+
+/* The line and column (1-based) of byte offset in text, which starts at line
+ * first_line. */
+void sg_sql_position(const char *text, size_t offset, unsigned first_line, unsigned *line,
+                     unsigned *column);
+
+#endif

@@ -1,0 +1,650 @@
+/* `shardgate migrate`, `revert` and `status` on a real server: round trips,
+ * files edited after they were applied, locks held by other sessions (waited
+ * out, or given up on), two runners at once, a runner killed inside a
+ * transaction=off file and resumed, a failed CREATE INDEX CONCURRENTLY,
+ * failing verify sections, lint blocking an apply, and drift made by hand. */
+#include "tests/harness/cli.h"
+#include "tests/harness/pg.h"
+#include "tests/harness/run.h"
+
+#include <check.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum {
+    EXIT_LINT = 1,
+    EXIT_USAGE = 2,
+    EXIT_DB = 12,
+    EXIT_TARGET = 13,
+    EXIT_MISMATCH = 14,
+    EXIT_BUSY = 19
+};
+
+static sgt_pg_server *pg;
+static char root[] = "/tmp/sgt-migrate-XXXXXX";
+
+/* A fresh database and an empty migrations directory for one test. */
+typedef struct fixture {
+    char *db;
+    char *dir;
+} fixture;
+
+static fixture setup(const char *name)
+{
+    static int n;
+    fixture f = {sgt_pg_create_db(pg, name), sgt_asprintf("%s/%s-%d", root, name, n++)};
+    ck_assert_int_eq(mkdir(f.dir, 0755), 0);
+    return f;
+}
+
+static void teardown(fixture *f)
+{
+    free(f->db);
+    free(f->dir);
+}
+
+static void write_file(const fixture *f, const char *name, const char *text)
+{
+    char *path = sgt_asprintf("%s/%s", f->dir, name);
+    FILE *out = fopen(path, "w");
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(fputs(text, out) >= 0, 1);
+    ck_assert_int_eq(fclose(out), 0);
+    free(path);
+}
+
+static void remove_file(const fixture *f, const char *name)
+{
+    char *path = sgt_asprintf("%s/%s", f->dir, name);
+    ck_assert_int_eq(unlink(path), 0);
+    free(path);
+}
+
+static void assert_contains(const char *text, const char *want)
+{
+    ck_assert_msg(text && strstr(text, want), "expected \"%s\" in:\n%s", want, text ? text : "");
+}
+
+static char *value(const fixture *f, const char *sql)
+{
+    return sgt_pg_value(f->db, sql);
+}
+
+static void assert_value(const fixture *f, const char *sql, const char *want)
+{
+    char *v = value(f, sql);
+    ck_assert_msg(v && strcmp(v, want) == 0, "%s: got %s, want %s", sql, v ? v : "NULL", want);
+    free(v);
+}
+
+/* Runs shardgate COMMAND --dsn DB --migrations DIR [extra...]. */
+static char *run_ok(const fixture *f, const char *command, const char *const extra[])
+{
+    const char *argv[32] = {"shardgate", command, "--dsn", f->db, "--migrations", f->dir};
+    size_t n = 6;
+    for (size_t i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return sgt_shardgate(0, argv);
+}
+
+static char *run_fails(const fixture *f, int status, const char *command, const char *const extra[],
+                       const char *const want[])
+{
+    const char *argv[32] = {"shardgate", command, "--dsn", f->db, "--migrations", f->dir};
+    size_t n = 6;
+    for (size_t i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return sgt_shardgate_fails(status, argv, want);
+}
+
+static const char create_orders[] =
+    "-- shardgate:up\n"
+    "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric);\n"
+    "INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 100) g;\n"
+    "-- shardgate:down\n"
+    "DROP TABLE orders;\n";
+
+static const char index_orders[] =
+    "-- shardgate:transaction=off\n"
+    "-- shardgate:up\n"
+    "CREATE INDEX CONCURRENTLY orders_total ON orders (total);\n"
+    "-- shardgate:down\n"
+    "DROP INDEX CONCURRENTLY orders_total;\n"
+    "-- shardgate:verify\n"
+    "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_total'::regclass;\n";
+
+static const char add_note[] =
+    "-- shardgate:up\n"
+    "ALTER TABLE orders ADD COLUMN note text DEFAULT 'none';\n"
+    "CREATE FUNCTION order_note(o orders) RETURNS text LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n  RETURN o.note || ';'; -- a semicolon in a comment; and one in a string: ';'\nEND "
+    "$$;\n"
+    "-- shardgate:down\n"
+    "DROP FUNCTION order_note(orders);\n"
+    "ALTER TABLE orders DROP COLUMN note;\n"
+    "-- shardgate:verify\n"
+    "SELECT count(*) = 100 FROM orders WHERE note = 'none';\n"
+    "SELECT order_note(o) = E'none;' FROM orders o LIMIT 1;\n";
+
+START_TEST(apply_revert_round_trip)
+{
+    fixture f = setup("roundtrip");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    write_file(&f, "0002_index_orders.sql", index_orders);
+    write_file(&f, "0005_add_note.sql", add_note);
+    write_file(&f, "README.md", "not a migration\n");
+
+    char *out = run_ok(&f, "migrate", (const char *const[]){"--to", "2", NULL});
+    assert_contains(out, "applied  0001_create_orders.sql");
+    assert_contains(out, "applied  0002_index_orders.sql");
+    assert_contains(out, "schema version 0 -> 2");
+    free(out);
+    out = run_ok(&f, "migrate", NULL);
+    assert_contains(out, "schema version 2 -> 5");
+    free(out);
+    out = run_ok(&f, "migrate", NULL);
+    assert_contains(out, "nothing to apply: schema version 5");
+    free(out);
+
+    assert_value(&f,
+                 "SELECT string_agg(version || ':' || status || ':' || mode, ',' ORDER BY version)"
+                 " FROM shardgate.migrations",
+                 "1:applied:transactional,2:applied:statements,5:applied:transactional");
+    assert_value(&f,
+                 "SELECT count(*) FROM shardgate.migrations WHERE schema_fingerprint IS NULL"
+                 " OR duration_ms IS NULL OR run_id IS NULL OR applied_by_host IS NULL",
+                 "0");
+    assert_value(&f, "SELECT statements_done FROM shardgate.migrations WHERE version = 2", "1");
+    assert_value(&f, "SELECT count(*) FROM shardgate.events WHERE action = 'apply'", "3");
+
+    out = run_ok(&f, "status", NULL);
+    assert_contains(out, "schema version 5: 3 applied, 0 pending");
+    assert_contains(out, "schema: no drift");
+    free(out);
+
+    out = run_ok(&f, "revert", (const char *const[]){"--to", "1", NULL});
+    assert_contains(out, "reverted 0005_add_note.sql");
+    assert_contains(out, "reverted 0002_index_orders.sql");
+    assert_contains(out, "schema version 5 -> 1");
+    free(out);
+    assert_value(&f, "SELECT to_regclass('orders_total') IS NULL", "t");
+    assert_value(&f, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'",
+                 "0");
+    assert_value(&f, "SELECT string_agg(version::text, ',') FROM shardgate.migrations", "1");
+    assert_value(&f, "SELECT count(*) FROM shardgate.events WHERE action = 'revert'", "2");
+
+    out = run_ok(&f, "revert", (const char *const[]){"--to", "0", NULL});
+    free(out);
+    assert_value(&f, "SELECT to_regclass('orders') IS NULL", "t");
+    out = run_ok(&f, "status", (const char *const[]){"--json", NULL});
+    assert_contains(out, "\"schema_version\": 0");
+    assert_contains(out, "\"pending\": 3");
+    free(out);
+    /* and up again, from nothing */
+    free(run_ok(&f, "migrate", NULL));
+    assert_value(&f, "SELECT count(*) FROM orders WHERE note = 'none'", "100");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(dry_run_changes_nothing)
+{
+    fixture f = setup("dryrun");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    write_file(&f, "0002_index_orders.sql", index_orders);
+    char *out = run_ok(&f, "migrate", (const char *const[]){"--dry-run", NULL});
+    assert_contains(out, "would apply        0001_create_orders.sql (transactional, 2 statements)");
+    assert_contains(out, "would apply        0002_index_orders.sql (statements, 1 statement)");
+    free(out);
+    assert_value(
+        &f, "SELECT to_regnamespace('shardgate') IS NULL AND to_regclass('orders') IS NULL", "t");
+    out = run_ok(&f, "migrate", (const char *const[]){"--dry-run", "--json", NULL});
+    assert_contains(out, "\"dry_run\": true");
+    assert_contains(out, "\"file\": \"0002_index_orders.sql\"");
+    free(out);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(edited_file_is_refused_unless_allowed)
+{
+    fixture f = setup("edited");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    char *applied_sum = value(&f, "SELECT checksum FROM shardgate.migrations WHERE version = 1");
+    write_file(
+        &f, "0001_create_orders.sql",
+        "-- shardgate:up\nCREATE TABLE orders (id bigint PRIMARY KEY, total numeric, x int);\n"
+        "-- shardgate:down\nDROP TABLE orders;\n");
+    write_file(&f, "0002_index_orders.sql", index_orders);
+    free(run_fails(&f, EXIT_MISMATCH, "migrate", NULL,
+                   (const char *const[]){"0001_create_orders.sql changed since it was applied",
+                                         applied_sum, "checksum now:", "--allow-changed", NULL}));
+    assert_value(&f, "SELECT to_regclass('orders_total') IS NULL", "t");
+    char *out = run_ok(&f, "status", NULL);
+    assert_contains(out, "changed");
+    free(out);
+    free(run_fails(&f, EXIT_MISMATCH, "status", (const char *const[]){"--check", NULL},
+                   (const char *const[]){"1 changed", NULL}));
+    free(run_ok(&f, "migrate", (const char *const[]){"--allow-changed", NULL}));
+    assert_value(&f, "SELECT to_regclass('orders_total') IS NOT NULL", "t");
+    assert_value(&f,
+                 "SELECT detail->>'applied_checksum' FROM shardgate.events"
+                 " WHERE action = 'changed-allowed'",
+                 applied_sum);
+    free(applied_sum);
+    teardown(&f);
+}
+END_TEST
+
+/* A session that holds a lock on orders until released. */
+static PGconn *hold(const fixture *f, const char *sql)
+{
+    char *conninfo = sgt_asprintf("%s application_name=blocker", f->db);
+    PGconn *c = PQconnectdb(conninfo);
+    free(conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s", PQerrorMessage(c));
+    PQclear(r);
+    return c;
+}
+
+static void wait_for(const fixture *f, const char *sql)
+{
+    for (int i = 0; i < 600; i++) {
+        char *v = value(f, sql);
+        bool ok = v && strcmp(v, "t") == 0;
+        free(v);
+        if (ok)
+            return;
+        sgt_sleep_ms(50);
+    }
+    ck_abort_msg("timed out waiting for: %s", sql);
+}
+
+static pid_t spawn(const fixture *f, const char *dir, const char *const extra[])
+{
+    const char *argv[32] = {"shardgate", "migrate", "--dsn", f->db, "--migrations", f->dir};
+    size_t n = 6;
+    for (size_t i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    return sgt_spawn(argv, NULL, dir);
+}
+
+START_TEST(lock_held_then_released)
+{
+    fixture f = setup("lockwait");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    write_file(&f, "0002_add_note.sql", add_note);
+    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    char *dir = sgt_asprintf("%s/run", f.dir);
+    pid_t pid =
+        spawn(&f, dir, (const char *const[]){"--lock-timeout", "500ms", "--retries", "100", NULL});
+    /* it waits, times out, says who blocked it, and tries again */
+    wait_for(&f, "SELECT count(*) >= 2 FROM shardgate.events WHERE action = 'lock-wait'");
+    assert_value(&f,
+                 "SELECT detail->'blockers'->0->>'application_name' FROM shardgate.events"
+                 " WHERE action = 'lock-wait' ORDER BY id DESC LIMIT 1",
+                 "blocker");
+    assert_value(&f,
+                 "SELECT detail->'blockers'->0->>'query' LIKE 'BEGIN; LOCK TABLE orders%'"
+                 " FROM shardgate.events WHERE action = 'lock-wait' ORDER BY id DESC LIMIT 1",
+                 "t");
+    assert_value(&f, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'",
+                 "0");
+    PQclear(PQexec(blocker, "COMMIT"));
+    ck_assert_int_eq(sgt_wait(pid), 0);
+    char *errors = sgt_asprintf("%s/stderr", dir);
+    char *log = sgt_read_file(errors, NULL);
+    assert_contains(log, "lock not granted within lock_timeout");
+    assert_contains(log, "blocked by: pid");
+    assert_contains(log, "blocker");
+    free(log);
+    free(errors);
+    assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 2", "applied");
+    assert_value(&f, "SELECT count(*) > 0 FROM shardgate.events WHERE action = 'retry'", "t");
+    PQfinish(blocker);
+    free(dir);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(lock_never_released_gives_up)
+{
+    fixture f = setup("giveup");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    write_file(&f, "0002_add_note.sql", add_note);
+    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    free(run_fails(&f, EXIT_BUSY, "migrate",
+                   (const char *const[]){"--lock-timeout", "500ms", "--retries", "2", NULL},
+                   (const char *const[]){"0002_add_note.sql: gave up after 3 attempts",
+                                         "blocked by: pid", "application_name \"blocker\"",
+                                         "LOCK TABLE orders", "--lock-timeout", NULL}));
+    /* nothing of the file stayed, and the registry says it failed */
+    assert_value(&f, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'",
+                 "0");
+    assert_value(&f,
+                 "SELECT status || ':' || statements_done FROM shardgate.migrations"
+                 " WHERE version = 2",
+                 "failed:0");
+    assert_value(&f, "SELECT count(*) FROM shardgate.events WHERE action = 'lock-wait'", "3");
+    PQfinish(blocker);
+    free(run_ok(&f, "migrate", NULL));
+    assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 2", "applied");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(two_runners_never_overlap)
+{
+    fixture f = setup("tworunners");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    write_file(&f, "0002_add_note.sql", add_note);
+    /* the first runner holds the migration lock while it waits for a table lock */
+    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    char *dir = sgt_asprintf("%s/first", f.dir);
+    pid_t first =
+        spawn(&f, dir, (const char *const[]){"--lock-timeout", "500ms", "--retries", "100", NULL});
+    wait_for(&f, "SELECT count(*) >= 1 FROM shardgate.events WHERE action = 'lock-wait'");
+    char *holder = value(&f, "SELECT pid FROM pg_locks WHERE locktype = 'advisory'"
+                             " AND classid = 1936220530 AND objid = 1 AND granted");
+    ck_assert_ptr_nonnull(holder);
+    free(run_fails(&f, EXIT_BUSY, "migrate", NULL,
+                   (const char *const[]){"the migration lock is held by another session", holder,
+                                         "application_name \"shardgate\"", NULL}));
+    free(run_fails(&f, EXIT_BUSY, "revert", (const char *const[]){"--to", "0", NULL},
+                   (const char *const[]){"held by another session", NULL}));
+    PQclear(PQexec(blocker, "COMMIT"));
+    ck_assert_int_eq(sgt_wait(first), 0);
+    assert_value(&f, "SELECT count(*) FROM shardgate.events WHERE action = 'apply'", "2");
+    PQfinish(blocker);
+    free(holder);
+    free(dir);
+    teardown(&f);
+}
+END_TEST
+
+static const char three_steps[] = "-- shardgate:transaction=off\n"
+                                  "-- shardgate:up\n"
+                                  "CREATE TABLE audit (id int);\n"
+                                  "ALTER TABLE orders ADD COLUMN audited boolean;\n"
+                                  "CREATE INDEX CONCURRENTLY orders_audited ON orders (audited);\n"
+                                  "-- shardgate:down\n"
+                                  "DROP INDEX CONCURRENTLY orders_audited;\n"
+                                  "ALTER TABLE orders DROP COLUMN audited;\n"
+                                  "DROP TABLE audit;\n";
+
+START_TEST(killed_runner_resumes_after_last_done_statement)
+{
+    fixture f = setup("killed");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    write_file(&f, "0002_three_steps.sql", three_steps);
+    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    char *dir = sgt_asprintf("%s/run", f.dir);
+    pid_t pid =
+        spawn(&f, dir, (const char *const[]){"--lock-timeout", "500ms", "--retries", "100", NULL});
+    /* statement 1 is done; statement 2 waits for the lock: kill the runner there */
+    wait_for(&f, "SELECT count(*) >= 1 FROM shardgate.events WHERE action = 'lock-wait'");
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    ck_assert_int_eq(sgt_wait(pid), 128 + SIGKILL);
+    assert_value(&f,
+                 "SELECT status || ':' || statements_done FROM shardgate.migrations"
+                 " WHERE version = 2",
+                 "applying:1");
+    PQclear(PQexec(blocker, "COMMIT"));
+    PQfinish(blocker);
+    /* its session is gone with it, and the advisory lock with the session */
+    wait_for(&f, "SELECT NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory')");
+    char *out = run_ok(&f, "status", NULL);
+    assert_contains(out, "partial");
+    free(out);
+    const char *argv[] = {"shardgate", "migrate", "--dsn", f.db, "--migrations", f.dir, NULL};
+    sgt_result r;
+    ck_assert_int_eq(sgt_run(&r, argv, NULL), 0);
+    assert_contains(r.err, "resuming after statement 1");
+    sgt_result_free(&r);
+    /* CREATE TABLE audit ran once: a second run would have failed on it */
+    assert_value(&f,
+                 "SELECT status || ':' || statements_done FROM shardgate.migrations"
+                 " WHERE version = 2",
+                 "applied:3");
+    assert_value(
+        &f, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_audited'::regclass", "t");
+    free(dir);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(failed_concurrent_index_is_dropped_before_retry)
+{
+    fixture f = setup("invalidindex");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    sgt_pg_exec(f.db, "ALTER TABLE orders DROP CONSTRAINT orders_pkey;"
+                      "INSERT INTO orders VALUES (1, 0)");
+    write_file(&f, "0002_unique_id.sql",
+               "-- shardgate:transaction=off\n"
+               "-- shardgate:up\n"
+               "CREATE UNIQUE INDEX CONCURRENTLY orders_id ON orders (id);\n"
+               "-- shardgate:down\n"
+               "DROP INDEX CONCURRENTLY orders_id;\n");
+    free(run_fails(&f, EXIT_DB, "migrate", NULL,
+                   (const char *const[]){"0002_unique_id.sql:3", "could not create unique index",
+                                         "23505", NULL}));
+    assert_value(&f, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_id'::regclass",
+                 "f");
+    assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 2", "failed");
+    sgt_pg_exec(f.db, "DELETE FROM orders WHERE id = 1 AND total = 0");
+    const char *argv[] = {"shardgate", "migrate", "--dsn", f.db, "--migrations", f.dir, NULL};
+    sgt_result r;
+    ck_assert_int_eq(sgt_run(&r, argv, NULL), 0);
+    assert_contains(r.err, "dropping the invalid index public.orders_id");
+    sgt_result_free(&r);
+    assert_value(&f, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_id'::regclass",
+                 "t");
+    assert_value(&f, "SELECT count(*) FROM shardgate.events WHERE action = 'drop-invalid-index'",
+                 "1");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(failing_verify_rolls_back_or_reverts)
+{
+    fixture f = setup("verify");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    /* transactional: the verify runs inside the transaction, which rolls back */
+    write_file(&f, "0002_wrong.sql",
+               "-- shardgate:up\n"
+               "ALTER TABLE orders ADD COLUMN flag boolean;\n"
+               "-- shardgate:down\n"
+               "ALTER TABLE orders DROP COLUMN flag;\n"
+               "-- shardgate:verify\n"
+               "SELECT 1;\n"
+               "SELECT count(*) = 7 FROM orders;\n");
+    free(run_fails(&f, EXIT_MISMATCH, "migrate", NULL,
+                   (const char *const[]){"0002_wrong.sql:7: verify statement returned false",
+                                         "count(*) = 7", NULL}));
+    assert_value(&f, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'flag'",
+                 "0");
+    assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 2", "failed");
+    assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 1", "applied");
+
+    /* transaction=off: the statements are committed, so the down section undoes them */
+    write_file(&f, "0002_wrong.sql",
+               "-- shardgate:transaction=off\n"
+               "-- shardgate:up\n"
+               "CREATE INDEX CONCURRENTLY orders_total ON orders (total);\n"
+               "-- shardgate:down\n"
+               "DROP INDEX CONCURRENTLY orders_total;\n"
+               "-- shardgate:verify\n"
+               "SELECT no_such_column FROM orders;\n");
+    free(
+        run_fails(&f, EXIT_MISMATCH, "migrate", NULL,
+                  (const char *const[]){"0002_wrong.sql:7: verify statement failed",
+                                        "no_such_column", "reverted with its down section", NULL}));
+    assert_value(&f, "SELECT to_regclass('orders_total') IS NULL", "t");
+    assert_value(&f, "SELECT count(*) FROM shardgate.migrations WHERE version = 2", "0");
+    assert_value(&f,
+                 "SELECT string_agg(action, ',' ORDER BY id) FROM shardgate.events"
+                 " WHERE version = 2",
+                 "fail,verify-fail,revert");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(lint_blocks_apply)
+{
+    fixture f = setup("lintblocks");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    write_file(&f, "0002_index.sql",
+               "-- shardgate:up\n"
+               "CREATE INDEX orders_total ON orders (total);\n"
+               "-- shardgate:down\n"
+               "DROP INDEX orders_total;\n");
+    free(run_fails(&f, EXIT_LINT, "migrate", NULL,
+                   (const char *const[]){"lint found 1 error", "0002_index.sql:2:1",
+                                         "index-not-concurrent", NULL}));
+    assert_value(&f, "SELECT to_regclass('orders_total') IS NULL", "t");
+    /* silenced on purpose, it goes through */
+    write_file(&f, "0002_index.sql",
+               "-- shardgate:up\n"
+               "-- shardgate:allow index-not-concurrent\n"
+               "CREATE INDEX orders_total ON orders (total);\n"
+               "-- shardgate:down\n"
+               "DROP INDEX orders_total;\n");
+    free(run_ok(&f, "migrate", NULL));
+    assert_value(&f, "SELECT to_regclass('orders_total') IS NOT NULL", "t");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(refusals_change_nothing)
+{
+    fixture f = setup("refusals");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    write_file(&f, "0003_forever.sql",
+               "-- shardgate:irreversible\n"
+               "-- shardgate:up\n"
+               "CREATE TABLE forever (id int);\n");
+    free(run_ok(&f, "migrate", NULL));
+    free(run_fails(
+        &f, EXIT_TARGET, "revert", (const char *const[]){"--to", "0", NULL},
+        (const char *const[]){"cannot revert 0003_forever.sql: it is irreversible", NULL}));
+    assert_value(&f, "SELECT count(*) FROM shardgate.migrations", "2");
+    /* a file numbered below the schema version */
+    write_file(&f, "0002_late.sql",
+               "-- shardgate:up\nCREATE TABLE late (id int);\n"
+               "-- shardgate:down\nDROP TABLE late;\n");
+    free(run_fails(&f, EXIT_TARGET, "migrate", NULL,
+                   (const char *const[]){"0002_late.sql is pending, but version 3 is already "
+                                         "applied",
+                                         NULL}));
+    assert_value(&f, "SELECT to_regclass('late') IS NULL", "t");
+    remove_file(&f, "0002_late.sql");
+    /* blue-green files are parsed, but this version does not run them */
+    write_file(&f, "0004_bluegreen.sql",
+               "-- shardgate:mode=bluegreen table=public.orders\n"
+               "-- shardgate:up\n"
+               "ALTER TABLE orders ALTER COLUMN total TYPE bigint;\n"
+               "-- shardgate:down\n"
+               "ALTER TABLE orders ALTER COLUMN total TYPE numeric;\n");
+    free(run_fails(
+        &f, EXIT_USAGE, "migrate", NULL,
+        (const char *const[]){"0004_bluegreen.sql: mode=bluegreen is not supported", NULL}));
+    /* a malformed file names itself and where */
+    write_file(&f, "0004_bluegreen.sql", "-- shardgate:up\nCREATE TABLE x (id int;\n");
+    free(run_fails(&f, 5, "migrate", NULL,
+                   (const char *const[]){"0004_bluegreen.sql:2:", "syntax error", NULL}));
+    /* a database that is not there */
+    remove_file(&f, "0004_bluegreen.sql");
+    const char *argv[] = {"shardgate",    "migrate", "--dsn", "host=127.0.0.1 port=1 dbname=x",
+                          "--migrations", f.dir,     NULL};
+    free(sgt_shardgate_fails(EXIT_DB, argv, (const char *const[]){"cannot connect", NULL}));
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(drift_made_by_hand_is_shown)
+{
+    fixture f = setup("drift");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    sgt_pg_exec(f.db, "ALTER TABLE orders ADD COLUMN sneaky int");
+    char *out = run_ok(&f, "status", NULL);
+    assert_contains(out, "schema: DRIFTED since version 1");
+    assert_contains(out, "+ column public.orders.sneaky");
+    free(out);
+    out = run_ok(&f, "status", (const char *const[]){"--json", NULL});
+    assert_contains(out, "\"drifted\": true");
+    assert_contains(out, "\"object\": \"column public.orders.sneaky\"");
+    free(out);
+    free(run_fails(&f, EXIT_MISMATCH, "status", (const char *const[]){"--check", NULL},
+                   (const char *const[]){"drifted since version 1", NULL}));
+    sgt_pg_exec(f.db, "ALTER TABLE orders DROP COLUMN sneaky");
+    out = run_ok(&f, "status", (const char *const[]){"--check", NULL});
+    assert_contains(out, "schema: no drift");
+    free(out);
+    teardown(&f);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("migrate");
+    struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        {"round_trip", apply_revert_round_trip},
+        {"dry_run", dry_run_changes_nothing},
+        {"edited_file", edited_file_is_refused_unless_allowed},
+        {"lock_released", lock_held_then_released},
+        {"lock_gives_up", lock_never_released_gives_up},
+        {"two_runners", two_runners_never_overlap},
+        {"killed_resumes", killed_runner_resumes_after_last_done_statement},
+        {"invalid_index", failed_concurrent_index_is_dropped_before_retry},
+        {"failing_verify", failing_verify_rolls_back_or_reverts},
+        {"lint_blocks", lint_blocks_apply},
+        {"refusals", refusals_change_nothing},
+        {"drift", drift_made_by_hand_is_shown},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    pg = sgt_pg_start();
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    sgt_remove_tree(root);
+    sgt_pg_stop(pg);
+    return failed ? 1 : 0;
+}
