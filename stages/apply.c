@@ -681,6 +681,27 @@ static int lint_plan(const sg_apply_result *res, const sg_migration_set *set, sg
     return rc;
 }
 
+/* The schema version once the done steps have run: the highest version
+ * applied before, or by them, and not reverted by them. */
+static int64_t version_after(const sg_apply_result *res, const sg_registry_rows *rows)
+{
+    int64_t v = 0;
+    for (size_t i = 0; i < rows->count; i++) {
+        const sg_registry_row *row = &rows->items[i];
+        bool reverted = false;
+        for (size_t j = 0; j < res->count; j++)
+            reverted |= res->steps[j].done && res->steps[j].kind == SG_STEP_REVERT &&
+                        res->steps[j].migration->version == row->version;
+        if (row->status == SG_REGISTRY_APPLIED && !reverted && row->version > v)
+            v = row->version;
+    }
+    for (size_t j = 0; j < res->count; j++)
+        if (res->steps[j].done && res->steps[j].kind == SG_STEP_APPLY &&
+            res->steps[j].migration->version > v)
+            v = res->steps[j].migration->version;
+    return v;
+}
+
 typedef int (*plan_fn)(engine *e, sg_apply_result *res, const sg_migration_set *set,
                        const sg_registry_rows *rows, sg_error *err);
 
@@ -723,18 +744,16 @@ static int run(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
         if (rc < 0)
             goto done;
         step->done = true;
-        out->to_version = step->kind == SG_STEP_APPLY ? m->version
-                          : i + 1 < out->count        ? out->steps[i + 1].migration->version
-                                                      : 0;
+        out->to_version = version_after(out, &rows);
         sg_log(SG_LOG_INFO, "%s %s in %" PRId64 " ms",
                step->kind == SG_STEP_APPLY ? "applied" : "reverted", m->file, step->duration_ms);
     }
-    if (plan == plan_revert && out->count)
-        out->to_version = schema_version(&rows) > opts->target ? opts->target : out->to_version;
 done:
     if (locked) {
+        /* the session may be the caller's, which goes on using it */
         sg_error ignored = {0};
         rollback(&e);
+        sg_pg_exec(conn, "RESET lock_timeout; RESET statement_timeout", &ignored);
         sg_registry_unlock(conn, &ignored);
     }
     sg_exec_watch_clear(&e.watch);

@@ -605,6 +605,88 @@ START_TEST(drift_made_by_hand_is_shown)
 }
 END_TEST
 
+START_TEST(interrupt_cancels_a_waiting_statement)
+{
+    fixture f = setup("interrupt");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    write_file(&f, "0002_add_note.sql", add_note);
+    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    char *dir = sgt_asprintf("%s/run", f.dir);
+    pid_t pid = spawn(&f, dir, (const char *const[]){"--lock-timeout", "1h", NULL});
+    wait_for(&f, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name ="
+                 " 'shardgate' AND wait_event_type = 'Lock')");
+    ck_assert_int_eq(kill(pid, SIGINT), 0);
+    ck_assert_int_eq(sgt_wait(pid), 16);
+    char *errors = sgt_asprintf("%s/stderr", dir);
+    char *log = sgt_read_file(errors, NULL);
+    assert_contains(log, "interrupted");
+    free(log);
+    free(errors);
+    /* the blocker still holds its lock, and nothing of the file was applied */
+    assert_value(&f, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'",
+                 "0");
+    assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 2", "failed");
+    assert_value(&f,
+                 "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name ="
+                 " 'shardgate' AND wait_event_type = 'Lock')",
+                 "t");
+    PQfinish(blocker);
+    free(dir);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(registry_of_a_newer_version_is_refused)
+{
+    fixture f = setup("newer");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    sgt_pg_exec(f.db, "UPDATE shardgate.meta SET value = '2' WHERE key = 'format'");
+    write_file(&f, "0002_add_note.sql", add_note);
+    free(run_fails(&f, 5, "migrate", NULL,
+                   (const char *const[]){"the registry (schema shardgate) has format 2, not 1",
+                                         "a newer shardgate", NULL}));
+    free(run_fails(&f, 5, "status", NULL, (const char *const[]){"has format 2", NULL}));
+    assert_value(&f, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'",
+                 "0");
+    /* a row a hand edit left in a state no shardgate writes */
+    sgt_pg_exec(f.db, "UPDATE shardgate.meta SET value = '1' WHERE key = 'format';"
+                      "ALTER TABLE shardgate.migrations DROP CONSTRAINT migrations_status_check;"
+                      "UPDATE shardgate.migrations SET status = 'sideways'");
+    free(run_fails(&f, 5, "status", NULL,
+                   (const char *const[]){"unknown status \"sideways\" for version 1", NULL}));
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(missing_file_is_shown_and_blocks_revert)
+{
+    fixture f = setup("missing");
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    write_file(&f, "0002_add_note.sql", add_note);
+    free(run_ok(&f, "migrate", NULL));
+    remove_file(&f, "0002_add_note.sql");
+    char *out = run_ok(&f, "status", NULL);
+    assert_contains(out, "missing");
+    free(out);
+    const char *argv[] = {"shardgate", "migrate", "--dsn", f.db, "--migrations", f.dir, NULL};
+    sgt_result r;
+    ck_assert_int_eq(sgt_run(&r, argv, NULL), 0);
+    assert_contains(r.err, "version 2 (add_note) is applied, but its file is not in");
+    sgt_result_free(&r);
+    free(run_fails(
+        &f, 10, "revert", (const char *const[]){"--to", "0", NULL},
+        (const char *const[]){"cannot revert version 2 (add_note): its file is not in", NULL}));
+    assert_value(&f, "SELECT count(*) FROM shardgate.migrations", "2");
+    free(run_fails(&f, EXIT_USAGE, "revert", (const char *const[]){"--to", "x1", NULL},
+                   (const char *const[]){"--to must be a version number", NULL}));
+    free(run_fails(&f, EXIT_USAGE, "revert", NULL,
+                   (const char *const[]){"--to VERSION is required", NULL}));
+    teardown(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -624,6 +706,9 @@ static Suite *suite(void)
         {"lint_blocks", lint_blocks_apply},
         {"refusals", refusals_change_nothing},
         {"drift", drift_made_by_hand_is_shown},
+        {"interrupt", interrupt_cancels_a_waiting_statement},
+        {"newer_registry", registry_of_a_newer_version_is_refused},
+        {"missing_file", missing_file_is_shown_and_blocks_revert},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
