@@ -134,6 +134,15 @@ static const char add_note[] =
     "SELECT count(*) = 100 FROM orders WHERE note = 'none';\n"
     "SELECT order_note(o) = E'none;' FROM orders o LIMIT 1;\n";
 
+/* A database with 0001_create_orders.sql applied. */
+static fixture with_orders(const char *name)
+{
+    fixture f = setup(name);
+    write_file(&f, "0001_create_orders.sql", create_orders);
+    free(run_ok(&f, "migrate", NULL));
+    return f;
+}
+
 START_TEST(apply_revert_round_trip)
 {
     fixture f = setup("roundtrip");
@@ -216,9 +225,7 @@ END_TEST
 
 START_TEST(edited_file_is_refused_unless_allowed)
 {
-    fixture f = setup("edited");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("edited");
     char *applied_sum = value(&f, "SELECT checksum FROM shardgate.migrations WHERE version = 1");
     write_file(
         &f, "0001_create_orders.sql",
@@ -259,6 +266,12 @@ static PGconn *hold(const fixture *f, const char *sql)
     return c;
 }
 
+/* A session that keeps every DDL statement on orders waiting. */
+static PGconn *lock_orders(const fixture *f)
+{
+    return hold(f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+}
+
 static void wait_for(const fixture *f, const char *sql)
 {
     for (int i = 0; i < 600; i++) {
@@ -285,11 +298,9 @@ static pid_t spawn(const fixture *f, const char *dir, const char *const extra[])
 
 START_TEST(lock_held_then_released)
 {
-    fixture f = setup("lockwait");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("lockwait");
     write_file(&f, "0002_add_note.sql", add_note);
-    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    PGconn *blocker = lock_orders(&f);
     char *dir = sgt_asprintf("%s/run", f.dir);
     pid_t pid =
         spawn(&f, dir, (const char *const[]){"--lock-timeout", "500ms", "--retries", "100", NULL});
@@ -324,11 +335,9 @@ END_TEST
 
 START_TEST(lock_never_released_gives_up)
 {
-    fixture f = setup("giveup");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("giveup");
     write_file(&f, "0002_add_note.sql", add_note);
-    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    PGconn *blocker = lock_orders(&f);
     free(run_fails(&f, EXIT_BUSY, "migrate",
                    (const char *const[]){"--lock-timeout", "500ms", "--retries", "2", NULL},
                    (const char *const[]){"0002_add_note.sql: gave up after 3 attempts",
@@ -351,12 +360,10 @@ END_TEST
 
 START_TEST(two_runners_never_overlap)
 {
-    fixture f = setup("tworunners");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("tworunners");
     write_file(&f, "0002_add_note.sql", add_note);
     /* the first runner holds the migration lock while it waits for a table lock */
-    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    PGconn *blocker = lock_orders(&f);
     char *dir = sgt_asprintf("%s/first", f.dir);
     pid_t first =
         spawn(&f, dir, (const char *const[]){"--lock-timeout", "500ms", "--retries", "100", NULL});
@@ -391,11 +398,9 @@ static const char three_steps[] = "-- shardgate:transaction=off\n"
 
 START_TEST(killed_runner_resumes_after_last_done_statement)
 {
-    fixture f = setup("killed");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("killed");
     write_file(&f, "0002_three_steps.sql", three_steps);
-    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    PGconn *blocker = lock_orders(&f);
     char *dir = sgt_asprintf("%s/run", f.dir);
     pid_t pid =
         spawn(&f, dir, (const char *const[]){"--lock-timeout", "500ms", "--retries", "100", NULL});
@@ -433,9 +438,7 @@ END_TEST
 
 START_TEST(failed_concurrent_index_is_dropped_before_retry)
 {
-    fixture f = setup("invalidindex");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("invalidindex");
     sgt_pg_exec(f.db, "ALTER TABLE orders DROP CONSTRAINT orders_pkey;"
                       "INSERT INTO orders VALUES (1, 0)");
     write_file(&f, "0002_unique_id.sql",
@@ -510,9 +513,7 @@ END_TEST
 
 START_TEST(lint_blocks_apply)
 {
-    fixture f = setup("lintblocks");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("lintblocks");
     write_file(&f, "0002_index.sql",
                "-- shardgate:up\n"
                "CREATE INDEX orders_total ON orders (total);\n"
@@ -583,9 +584,7 @@ END_TEST
 
 START_TEST(drift_made_by_hand_is_shown)
 {
-    fixture f = setup("drift");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("drift");
     sgt_pg_exec(f.db, "ALTER TABLE orders ADD COLUMN sneaky int");
     char *out = run_ok(&f, "status", NULL);
     assert_contains(out, "schema: DRIFTED since version 1");
@@ -607,11 +606,9 @@ END_TEST
 
 START_TEST(interrupt_cancels_a_waiting_statement)
 {
-    fixture f = setup("interrupt");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("interrupt");
     write_file(&f, "0002_add_note.sql", add_note);
-    PGconn *blocker = hold(&f, "BEGIN; LOCK TABLE orders IN ACCESS SHARE MODE");
+    PGconn *blocker = lock_orders(&f);
     char *dir = sgt_asprintf("%s/run", f.dir);
     pid_t pid = spawn(&f, dir, (const char *const[]){"--lock-timeout", "1h", NULL});
     wait_for(&f, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name ="
@@ -639,9 +636,7 @@ END_TEST
 
 START_TEST(registry_of_a_newer_version_is_refused)
 {
-    fixture f = setup("newer");
-    write_file(&f, "0001_create_orders.sql", create_orders);
-    free(run_ok(&f, "migrate", NULL));
+    fixture f = with_orders("newer");
     sgt_pg_exec(f.db, "UPDATE shardgate.meta SET value = '2' WHERE key = 'format'");
     write_file(&f, "0002_add_note.sql", add_note);
     free(run_fails(&f, 5, "migrate", NULL,
