@@ -51,12 +51,18 @@ int sg_file_read(char **out, size_t *len, const char *path, size_t max, sg_error
 {
     char *data = NULL;
     size_t used = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+    /* O_NONBLOCK: a FIFO under a file's name fails the regular-file check
+     * below instead of blocking here; reads of regular files ignore it */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc = 0;
     struct stat st;
     *out = NULL;
     *len = 0;
-    if (fd < 0 || fstat(fd, &st) < 0)
+    if (fd < 0)
         return sg_error_set(err, SG_E_IO, "cannot read %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        rc = sg_error_set(err, SG_E_IO, "cannot read %s: %s", path, strerror(errno));
+        goto done;
+    }
     if (!S_ISREG(st.st_mode)) {
         rc = sg_error_set(err, SG_E_IO, "cannot read %s: not a regular file", path);
         goto done;

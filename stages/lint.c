@@ -199,39 +199,6 @@ static void walk(const ProtobufCMessage *msg, visit_fn visit, void *ctx)
     }
 }
 
-static void min_location_visit(const ProtobufCMessage *msg, void *ctx)
-{
-    int32_t *min = ctx;
-    const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "location");
-    if (!f || f->type != PROTOBUF_C_TYPE_INT32)
-        return;
-    int32_t at = *(const int32_t *)((const char *)msg + f->offset);
-    if (at >= 0 && (*min < 0 || at < *min))
-        *min = at;
-}
-
-static int32_t min_location(const PgQuery__Node *tree)
-{
-    int32_t min = -1;
-    walk(&tree->base, min_location_visit, &min);
-    return min;
-}
-
-static void *tree_alloc(void *data, size_t size)
-{
-    (void)data;
-    return sg_malloc(size);
-}
-
-static void tree_free(void *data, void *ptr)
-{
-    (void)data;
-    free(ptr);
-}
-
-static ProtobufCAllocator tree_allocator = {tree_alloc, tree_free, NULL};
-
 /* ---- the linter's state ---- */
 
 typedef enum { SECTION_UP, SECTION_DOWN, SECTION_VERIFY } section_kind;
@@ -248,12 +215,10 @@ typedef struct lint {
     section_kind section;
     const sg_sql_stmt *stmt; /* NULL for findings about the whole file */
     unsigned file_line;      /* where findings about the whole file point */
-    long base;               /* parse-tree location of stmt->text, -1 if unknown */
-    bool base_known;
-    table bluegreen;  /* the table of a mode=bluegreen file */
-    name_map created; /* tables created earlier in this section */
-    name_map proven;  /* "TABLE\x1fCOLUMN": a validated CHECK (COLUMN IS NOT NULL) */
-    name_map pending; /* "TABLE\x1fCONSTRAINT" of a NOT VALID check: its columns */
+    table bluegreen;         /* the table of a mode=bluegreen file */
+    name_map created;        /* tables created earlier in this section */
+    name_map proven;         /* "TABLE\x1fCOLUMN": a validated CHECK (COLUMN IS NOT NULL) */
+    name_map pending;        /* "TABLE\x1fCONSTRAINT" of a NOT VALID check: its columns */
     /* The first failure (only ever an allocation). Rules report through
      * report() and carry on; it is checked after each statement, which keeps
      * the rules free of error plumbing for a case that stops everything. */
@@ -315,46 +280,6 @@ static bool silenced(const lint *l, const sg_lint_rule *rule)
            (l->stmt && sg_sql_stmt_allows(l->stmt, rule->id));
 }
 
-/* Parse-tree locations count bytes from the start of the statement's section,
- * but a statement only knows where its own text starts. The statement parsed
- * alone gives the same tree with locations counted from that text, so the
- * difference of the smallest location in each is where the text starts. Only
- * statements with a finding pay for this, once. */
-static long stmt_base(lint *l)
-{
-    PgQueryProtobufParseResult parsed = {0};
-    PgQuery__ParseResult *tree = NULL;
-    char *text = NULL;
-    if (l->base_known)
-        return l->base;
-    l->base_known = true;
-    l->base = -1;
-    if (!(text = sg_strndup(l->stmt->text, l->stmt->len))) {
-        fail_nomem(l);
-        goto done;
-    }
-    parsed = pg_query_parse_protobuf(text);
-    if (parsed.error) /* cannot happen: the whole section parsed */
-        goto done;
-    tree = pg_query__parse_result__unpack(&tree_allocator, parsed.parse_tree.len,
-                                          (const uint8_t *)parsed.parse_tree.data);
-    if (!tree) {
-        fail_nomem(l);
-        goto done;
-    }
-    if (tree->n_stmts == 1) {
-        int32_t whole = min_location(l->stmt->tree), alone = min_location(tree->stmts[0]->stmt);
-        if (whole >= 0 && alone >= 0 && whole >= alone)
-            l->base = (long)whole - alone;
-    }
-done:
-    if (tree)
-        pg_query__parse_result__free_unpacked(tree, &tree_allocator);
-    pg_query_free_protobuf_parse_result(parsed);
-    free(text);
-    return l->base;
-}
-
 /* The position of a parse-tree location, or of the statement's first token
  * when the node has none (-1). */
 static void position(lint *l, int32_t location, unsigned *line, unsigned *column)
@@ -368,10 +293,11 @@ static void position(lint *l, int32_t location, unsigned *line, unsigned *column
     *column = l->stmt->column;
     if (location < 0)
         return;
-    long base = stmt_base(l);
-    if (base < 0 || location < base || (size_t)(location - base) > l->stmt->len)
+    /* locations count from the start of the section's script */
+    size_t base = l->stmt->offset;
+    if ((size_t)location < base || (size_t)location - base > l->stmt->len)
         return;
-    sg_sql_position(l->stmt->text, (size_t)(location - base), l->stmt->line, line, column);
+    sg_sql_position(l->stmt->text, (size_t)location - base, l->stmt->line, line, column);
     if (*line == l->stmt->line)
         *column += l->stmt->column - 1;
 }
@@ -1243,7 +1169,6 @@ static void lint_section(lint *l, section_kind kind, const sg_migration_section 
     l->section = kind;
     for (size_t i = 0; i < sg_sql_script_count(section->script) && l->rc == 0; i++) {
         l->stmt = sg_sql_script_stmt(section->script, i);
-        l->base_known = false;
         lint_allows(l, l->stmt->allowed, l->stmt->allowed_count);
         if (kind == SECTION_VERIFY)
             lint_verify(l);

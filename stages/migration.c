@@ -58,6 +58,13 @@ static bool word_is(const char *word, size_t len, const char *expected)
     return strlen(expected) == len && strncmp(word, expected, len) == 0;
 }
 
+/* Whether the part after "shardgate:" is an allow line: `allow R1 R2`. */
+static bool is_allow(const char *rest, size_t len)
+{
+    return len >= 5 && strncmp(rest, "allow", 5) == 0 &&
+           (len == 5 || isspace((unsigned char)rest[5]));
+}
+
 static int format_error(sg_error *err, const char *file, unsigned line, const char *fmt,
                         const char *arg, size_t arg_len)
 {
@@ -104,8 +111,8 @@ static int parse_timeout(int64_t *out, const char *value, size_t len, const char
 }
 
 /* One directive word of a header line: `irreversible`, `lock_timeout=2s`... */
-static int apply_directive(sg_migration *m, const char *word, size_t len, bool *has_mode,
-                           unsigned line, sg_error *err)
+static int apply_directive(sg_migration *m, const char *word, size_t len, unsigned line,
+                           sg_error *err)
 {
     const char *eq = memchr(word, '=', len);
     size_t key_len = eq ? (size_t)(eq - word) : len;
@@ -123,14 +130,16 @@ static int apply_directive(sg_migration *m, const char *word, size_t len, bool *
         return 0;
     }
     if (word_is(word, key_len, "transaction")) {
-        if (word_is(value, value_len, "off"))
-            m->mode = m->mode == SG_MIGRATION_BLUEGREEN ? m->mode : SG_MIGRATION_STATEMENTS;
-        else if (!word_is(value, value_len, "on"))
+        bool off = word_is(value, value_len, "off");
+        if (!off && !word_is(value, value_len, "on"))
             return format_error(err, m->file, line, "transaction must be on or off, not \"%.*s\"",
                                 value, value_len);
-        if (word_is(value, value_len, "off") && m->mode == SG_MIGRATION_BLUEGREEN)
+        if (off && m->mode == SG_MIGRATION_BLUEGREEN)
             return format_error(err, m->file, line, "%.*s: mode=bluegreen runs its own steps", word,
                                 len);
+        /* the last word wins, as with the other directives */
+        if (m->mode != SG_MIGRATION_BLUEGREEN)
+            m->mode = off ? SG_MIGRATION_STATEMENTS : SG_MIGRATION_TRANSACTIONAL;
         return 0;
     }
     if (word_is(word, key_len, "lock_timeout"))
@@ -149,7 +158,6 @@ static int apply_directive(sg_migration *m, const char *word, size_t len, bool *
                                 "mode must be transactional or bluegreen, not \"%.*s\"", value,
                                 value_len);
         }
-        *has_mode = true;
         return 0;
     }
     if (word_is(word, key_len, "table")) {
@@ -165,8 +173,8 @@ static int apply_directive(sg_migration *m, const char *word, size_t len, bool *
     return format_error(err, m->file, line, "unknown directive \"%.*s\"", word, len);
 }
 
-static int apply_directives(sg_migration *m, const char *rest, size_t len, bool *has_mode,
-                            unsigned line, sg_error *err)
+static int apply_directives(sg_migration *m, const char *rest, size_t len, unsigned line,
+                            sg_error *err)
 {
     const char *p = rest, *end = rest + len;
     if (len == 0)
@@ -178,7 +186,7 @@ static int apply_directives(sg_migration *m, const char *rest, size_t len, bool 
         while (p < end && !isspace((unsigned char)*p))
             p++;
         if (p > word) {
-            int rc = apply_directive(m, word, (size_t)(p - word), has_mode, line, err);
+            int rc = apply_directive(m, word, (size_t)(p - word), line, err);
             if (rc < 0)
                 return rc;
         }
@@ -241,7 +249,6 @@ int sg_migration_parse(sg_migration *out, const char *path, const char *file, co
     sg_migration m = {.lock_timeout_ms = -1, .statement_timeout_ms = -1};
     sg_migration_section *current = NULL;
     const char *section_start = NULL;
-    bool has_mode = false;
     uint8_t digest[32];
     int rc;
     if (!(m.file = sg_strdup(file)) || !(m.path = sg_strdup(path))) {
@@ -250,8 +257,13 @@ int sg_migration_parse(sg_migration *out, const char *path, const char *file, co
     }
     if ((rc = parse_name(&m, file, err)) < 0)
         goto done;
-    if (memchr(text, '\0', len)) {
-        rc = sg_error_set(err, SG_E_FORMAT, "%s: not a text file (it holds a NUL byte)", file);
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        unsigned line = 1;
+        for (const char *c = text; c < nul; c++)
+            line += *c == '\n';
+        rc = sg_error_set(err, SG_E_FORMAT, "%s:%u: not a text file (it holds a NUL byte)", file,
+                          line);
         goto done;
     }
     sg_sha256(digest, text, len);
@@ -282,14 +294,13 @@ int sg_migration_parse(sg_migration *out, const char *path, const char *file, co
             current = next;
             current->line = line.number;
             section_start = nl ? nl + 1 : text + len;
-        } else if (!current && rest && rest_len >= 5 && strncmp(rest, "allow", 5) == 0 &&
-                   (rest_len == 5 || isspace((unsigned char)rest[5]))) {
+        } else if (!current && rest && is_allow(rest, rest_len)) {
             if ((rc = add_allowed(&m, rest + 5, rest_len - 5, err)) < 0)
                 goto done;
         } else if (!current && rest) {
-            if ((rc = apply_directives(&m, rest, rest_len, &has_mode, line.number, err)) < 0)
+            if ((rc = apply_directives(&m, rest, rest_len, line.number, err)) < 0)
                 goto done;
-        } else if (current && rest && !(rest_len >= 5 && strncmp(rest, "allow", 5) == 0)) {
+        } else if (current && rest && !is_allow(rest, rest_len)) {
             rc = format_error(err, file, line.number,
                               "\"%.*s\": directives go before the first section", rest, rest_len);
             goto done;
@@ -317,7 +328,6 @@ int sg_migration_parse(sg_migration *out, const char *path, const char *file, co
         rc = sg_error_set(err, SG_E_FORMAT, "%s: table= is only for mode=bluegreen", file);
         goto done;
     }
-    (void)has_mode;
     *out = m;
     memset(&m, 0, sizeof(m));
     rc = 0;
@@ -326,10 +336,14 @@ done:
     return rc;
 }
 
+/* By version, then by file name: so that two files with one version are
+ * named in the same order whatever order the directory lists them in. */
 static int by_version(const void *a, const void *b)
 {
     const sg_migration *x = a, *y = b;
-    return x->version < y->version ? -1 : x->version > y->version;
+    if (x->version != y->version)
+        return x->version < y->version ? -1 : 1;
+    return strcmp(x->file, y->file);
 }
 
 static bool has_suffix(const char *name, const char *suffix)

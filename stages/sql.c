@@ -1,6 +1,5 @@
 #include "stages/sql.h"
 
-#include <ctype.h>
 #include <pg_query.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,12 +51,10 @@ static int is_comment(const PgQuery__ScanToken *tok)
     return tok->token == PG_QUERY__TOKEN__SQL_COMMENT || tok->token == PG_QUERY__TOKEN__C_COMMENT;
 }
 
-static int line_of(const char *text, size_t offset)
+/* Whether text[from, to) holds no newline. */
+static int same_line(const char *text, size_t from, size_t to)
 {
-    int line = 0;
-    for (size_t i = 0; i < offset; i++)
-        line += text[i] == '\n';
-    return line;
+    return !memchr(text + from, '\n', to - from);
 }
 
 /* Adds the rule ids of a `-- shardgate:allow R1 R2` (or `/ * ... * /`)
@@ -74,6 +71,8 @@ static int add_allowed(sg_sql_stmt *stmt, const char *comment, size_t len, sg_er
     if ((size_t)(end - p) < sizeof(marker) - 1 || strncmp(p, marker, sizeof(marker) - 1) != 0)
         return 0;
     p += sizeof(marker) - 1;
+    if (p < end && *p != ' ' && *p != '\t' && *p != '\r') /* "shardgate:allowed" is prose */
+        return 0;
     while (p < end) {
         while (p < end && (*p == ' ' || *p == '\t' || *p == ',' || *p == '\r'))
             p++;
@@ -93,34 +92,55 @@ static int add_allowed(sg_sql_stmt *stmt, const char *comment, size_t len, sg_er
     return 0;
 }
 
-/* Gives each statement its first token (the statement starts there, after the
- * comments the grammar counts as its own) and its allow comments: those
- * inside its range, and one trailing it on the line where it ends. ranges[i]
- * is where statement i's range starts, ends[i] where its text ends. */
+/* Gives each statement its text, from its first token to its last (so
+ * without the stray semicolons of empty statements before it, its ';' or the
+ * comments around it), and its allow comments: those before its first token
+ * or inside it, and one trailing it on the line where it ends. ranges[i] is
+ * where statement i's range starts (after the previous ';'), ends[i] where its
+ * ';' is, or len when it has none. */
 static int attach_tokens(sg_sql_script *s, const PgQuery__ScanResult *scan, const size_t *ranges,
-                         const size_t *ends, sg_error *err)
+                         size_t *ends, sg_error *err)
 {
-    size_t next = 0, started = (size_t)-1;
+    size_t next = 0;
     for (size_t t = 0; t < scan->n_tokens; t++) {
         const PgQuery__ScanToken *tok = scan->tokens[t];
         size_t at = (size_t)tok->start;
-        while (next < s->count && at >= ranges[next + 1])
+        while (next + 1 < s->count && at >= ranges[next + 1])
             next++;
-        if (next >= s->count)
-            break;
-        if (!is_comment(tok)) {
-            if (started != next) {
-                s->stmts[next].text = s->text + at;
-                started = next;
-            }
+        sg_sql_stmt *stmt = &s->stmts[next];
+        if (is_comment(tok) || at < ranges[next] || at >= ends[next])
             continue;
-        }
-        sg_sql_stmt *owner = &s->stmts[next];
-        /* a comment before a statement's first token, on the line where the
-         * previous statement ended, belongs to the previous one */
-        if (next > 0 && started != next && at >= ends[next - 1] &&
-            line_of(s->text + ends[next - 1], at - ends[next - 1]) == 0)
-            owner = &s->stmts[next - 1];
+        if (!stmt->text)
+            stmt->text = s->text + at;
+        stmt->len = (size_t)tok->end - (size_t)(stmt->text - s->text);
+    }
+    for (size_t i = 0; i < s->count; i++) {
+        sg_sql_stmt *stmt = &s->stmts[i];
+        if (!stmt->text) /* the grammar makes no statement without a token */
+            stmt->text = s->text + ranges[i];
+        /* the last statement may have no ';': it ends with its last token */
+        if (ends[i] == ranges[s->count])
+            ends[i] = (size_t)(stmt->text - s->text) + stmt->len;
+    }
+
+    next = 0;
+    for (size_t t = 0; t < scan->n_tokens; t++) {
+        const PgQuery__ScanToken *tok = scan->tokens[t];
+        size_t at = (size_t)tok->start;
+        sg_sql_stmt *owner;
+        if (!is_comment(tok))
+            continue;
+        while (next + 1 < s->count && at >= ranges[next + 1])
+            next++;
+        if (at < (size_t)(s->stmts[next].text - s->text))
+            owner = next > 0 && same_line(s->text, ends[next - 1], at) ? &s->stmts[next - 1]
+                                                                       : &s->stmts[next];
+        else if (at < ends[next] || same_line(s->text, ends[next], at))
+            owner = &s->stmts[next];
+        else if (next + 1 < s->count)
+            owner = &s->stmts[next + 1];
+        else
+            continue; /* on a line of its own after the last statement */
         int rc = add_allowed(owner, s->text + at, (size_t)(tok->end - tok->start), err);
         if (rc < 0)
             return rc;
@@ -128,11 +148,29 @@ static int attach_tokens(sg_sql_script *s, const PgQuery__ScanResult *scan, cons
     return 0;
 }
 
+/* PostgreSQL reports the cursor in characters (pg_mbstrlen_with_len, here in
+ * UTF-8), and columns count bytes: walk the characters the way it counts them. */
+static size_t cursor_offset(const char *text, int cursor)
+{
+    size_t at = 0;
+    for (int n = 1; n < cursor && text[at]; n++) {
+        unsigned char c = (unsigned char)text[at];
+        size_t len = c < 0x80             ? 1
+                     : (c & 0xe0) == 0xc0 ? 2
+                     : (c & 0xf0) == 0xe0 ? 3
+                     : (c & 0xf8) == 0xf0 ? 4
+                                          : 1;
+        while (len-- && text[at])
+            at++;
+    }
+    return at;
+}
+
 static int syntax_error(const char *text, const PgQueryError *e, unsigned first_line, sg_error *err)
 {
     unsigned line = first_line, column = 1;
     if (e->cursorpos > 0)
-        sg_sql_position(text, (size_t)e->cursorpos - 1, first_line, &line, &column);
+        sg_sql_position(text, cursor_offset(text, e->cursorpos), first_line, &line, &column);
     return sg_error_set(err, SG_E_FORMAT, "%u:%u: %s", line, column, e->message);
 }
 
@@ -148,6 +186,12 @@ int sg_sql_script_parse(sg_sql_script **out, const char *text, size_t len, unsig
     *out = NULL;
     if (!s || !(s->text = sg_strndup(text, len)))
         goto nomem;
+    if (strlen(s->text) != len) {
+        unsigned line, column;
+        sg_sql_position(text, strlen(s->text), first_line, &line, &column);
+        rc = sg_error_set(err, SG_E_FORMAT, "%u:%u: NUL byte in SQL text", line, column);
+        goto done;
+    }
     parsed = pg_query_parse_protobuf(s->text);
     if (parsed.error) {
         rc = syntax_error(s->text, parsed.error, first_line, err);
@@ -174,7 +218,6 @@ int sg_sql_script_parse(sg_sql_script **out, const char *text, size_t len, unsig
         ranges[i] = (size_t)raw->stmt_location;
         /* stmt_len 0 means "to the end of the script" */
         ends[i] = raw->stmt_len ? ranges[i] + (size_t)raw->stmt_len : len;
-        s->stmts[i].text = s->text + ranges[i];
         s->stmts[i].tree = raw->stmt;
     }
     ranges[s->count] = len;
@@ -182,11 +225,8 @@ int sg_sql_script_parse(sg_sql_script **out, const char *text, size_t len, unsig
         goto done;
     for (size_t i = 0; i < s->count; i++) {
         sg_sql_stmt *stmt = &s->stmts[i];
-        stmt->len = ends[i] - (size_t)(stmt->text - s->text);
-        while (stmt->len && isspace((unsigned char)stmt->text[stmt->len - 1]))
-            stmt->len--;
-        sg_sql_position(s->text, (size_t)(stmt->text - s->text), first_line, &stmt->line,
-                        &stmt->column);
+        stmt->offset = (size_t)(stmt->text - s->text);
+        sg_sql_position(s->text, stmt->offset, first_line, &stmt->line, &stmt->column);
     }
     *out = s;
     s = NULL;

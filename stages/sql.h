@@ -12,8 +12,9 @@
 #include "common/error.h"
 
 typedef struct sg_sql_stmt {
-    const char *text; /* from the first token to the end, without the ';' */
+    const char *text; /* from its first token to its last, without the ';' */
     size_t len;
+    size_t offset;             /* of text in the script: parse-tree locations count from there */
     unsigned line, column;     /* of the first token, 1-based, in the file */
     const PgQuery__Node *tree; /* the statement's parse tree */
     char **allowed;            /* rule ids silenced for this statement */
