@@ -153,14 +153,17 @@ static void print_steps(const sg_apply_result *res, bool dry_run)
         const sg_migration_section *sec = st->kind == SG_STEP_APPLY ? &m->up : &m->down;
         const char *verb = st->kind == SG_STEP_APPLY ? "apply" : "revert";
         size_t n = sec->script ? sg_sql_script_count(sec->script) : 0;
-        if (dry_run || !st->done)
-            printf("%s %-12s %s (%s, %zu statement%s%s)\n", dry_run ? "would" : "did not", verb,
-                   m->file, sg_migration_mode_name(m->mode), n, n == 1 ? "" : "s",
+        if (dry_run || !st->done) {
+            char what[32];
+            snprintf(what, sizeof(what), "%s %s", dry_run ? "would" : "did not", verb);
+            printf("%-14s %s (%s, %zu statement%s%s)\n", what, m->file,
+                   sg_migration_mode_name(m->mode), n, n == 1 ? "" : "s",
                    st->resume_from ? ", resuming" : "");
-        else
+        } else {
             printf("%-8s %s  %" PRId64 " ms%s\n",
                    st->kind == SG_STEP_APPLY ? "applied" : "reverted", m->file, st->duration_ms,
                    st->attempts > 1 ? "  (after lock retries)" : "");
+        }
     }
 }
 

@@ -104,6 +104,20 @@ done:
     PQclear(res);
 }
 
+static void end_copy(PGconn *conn, ExecStatusType st)
+{
+    char *row = NULL;
+    if (st == PGRES_COPY_IN || st == PGRES_COPY_BOTH)
+        PQputCopyEnd(conn, "shardgate sends no COPY data");
+    if (st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+        /* blocking reads until the end of the data; the rows are dropped */
+        while (PQgetCopyData(conn, &row, 0) > 0) {
+            PQfreemem(row);
+            row = NULL;
+        }
+    }
+}
+
 int sg_exec_run(PGresult **out, PGconn *conn, const char *sql, sg_exec_watch *watch, sg_error *err)
 {
     PGresult *last = NULL, *res;
@@ -140,9 +154,22 @@ int sg_exec_run(PGresult **out, PGconn *conn, const char *sql, sg_exec_watch *wa
     }
     while ((res = PQgetResult(conn))) {
         ExecStatusType st = PQresultStatus(res);
-        if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-            rc = sg_pg_result_error(res, conn, sql, err);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            /* A migration has no client-side data: end the COPY, or libpq
+             * hands out the same COPY state for ever. */
+            end_copy(conn, st);
+            if (!rc) {
+                rc = sg_error_set(err, SG_E_DB,
+                                  "COPY to or from the client is not supported in "
+                                  "a migration");
+                sg_error_detail(err, "statement: %.300s", sql);
+                sg_error_hint(err, "copy from or to a file on the server, or use INSERT");
+            }
+            PQclear(res);
+            continue;
         }
+        if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+            rc = sg_pg_result_error(res, conn, sql, err);
         PQclear(last);
         last = res;
     }

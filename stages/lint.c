@@ -30,6 +30,7 @@ enum {
     R_VERIFY_NOT_READ_ONLY,
     R_BLUEGREEN_OTHER_TABLE,
     R_UNKNOWN_RULE,
+    R_COPY_CLIENT,
     R_COUNT
 };
 
@@ -72,6 +73,8 @@ const sg_lint_rule sg_lint_rules[] = {
                                  "or CREATE INDEX on its table"},
     [R_UNKNOWN_RULE] = {"unknown-rule", SG_LINT_WARNING,
                         "-- shardgate:allow naming a rule that does not exist"},
+    [R_COPY_CLIENT] = {"copy-client", SG_LINT_ERROR,
+                       "COPY FROM STDIN or TO STDOUT, which a migration has no client data for"},
 };
 const size_t sg_lint_rule_count = R_COUNT;
 _Static_assert(sizeof(sg_lint_rules) / sizeof(*sg_lint_rules) == R_COUNT,
@@ -1069,7 +1072,13 @@ static void lint_stmt(lint *l)
         lint_data_change(l, "MERGE", tree->merge_stmt->relation);
         break;
     case PG_QUERY__NODE__NODE_COPY_STMT:
-        if (tree->copy_stmt->is_from)
+        /* no file name: STDIN or STDOUT, which psql would serve; we do not */
+        if (!tree->copy_stmt->filename || !*tree->copy_stmt->filename)
+            report(l, R_COPY_CLIENT, -1, "copy from or to a file on the server, or use INSERT",
+                   "COPY %s %s needs data from the client, which a migration does not have",
+                   tree->copy_stmt->is_from ? "FROM STDIN" : "TO STDOUT",
+                   tree->copy_stmt->relation ? tree->copy_stmt->relation->relname : "(query)");
+        else if (tree->copy_stmt->is_from)
             lint_data_change(l, "COPY FROM", tree->copy_stmt->relation);
         break;
     case PG_QUERY__NODE__NODE_CREATE_STMT:

@@ -210,8 +210,8 @@ START_TEST(dry_run_changes_nothing)
     write_file(&f, "0001_create_orders.sql", create_orders);
     write_file(&f, "0002_index_orders.sql", index_orders);
     char *out = run_ok(&f, "migrate", (const char *const[]){"--dry-run", NULL});
-    assert_contains(out, "would apply        0001_create_orders.sql (transactional, 2 statements)");
-    assert_contains(out, "would apply        0002_index_orders.sql (statements, 1 statement)");
+    assert_contains(out, "would apply    0001_create_orders.sql (transactional, 2 statements)");
+    assert_contains(out, "would apply    0002_index_orders.sql (statements, 1 statement)");
     free(out);
     assert_value(
         &f, "SELECT to_regnamespace('shardgate') IS NULL AND to_regclass('orders') IS NULL", "t");
@@ -569,6 +569,16 @@ START_TEST(refusals_change_nothing)
     free(run_fails(
         &f, EXIT_USAGE, "migrate", NULL,
         (const char *const[]){"0004_bluegreen.sql: mode=bluegreen is not supported", NULL}));
+    /* COPY with client data: lint refuses it; allowed anyway, it fails cleanly */
+    write_file(&f, "0004_bluegreen.sql",
+               "-- shardgate:irreversible data-change\n"
+               "-- shardgate:up\n"
+               "-- shardgate:allow copy-client\n"
+               "COPY orders TO STDOUT;\n");
+    free(run_fails(&f, EXIT_DB, "migrate", NULL,
+                   (const char *const[]){"0004_bluegreen.sql:4: COPY to or from the client is "
+                                         "not supported in a migration",
+                                         NULL}));
     /* a malformed file names itself and where */
     write_file(&f, "0004_bluegreen.sql", "-- shardgate:up\nCREATE TABLE x (id int;\n");
     free(run_fails(&f, 5, "migrate", NULL,

@@ -487,6 +487,23 @@ START_TEST(test_data_change)
 }
 END_TEST
 
+START_TEST(test_copy_client)
+{
+    linted bad, server;
+    LINT(&bad,
+         "-- shardgate:data-change\n" UP("COPY orders FROM STDIN;\nCOPY (SELECT 1) TO STDOUT;\n"));
+    assert_only(&bad, "copy-client", 2);
+    assert_contains(nth(&bad, "copy-client", 0)->message, "COPY FROM STDIN orders needs data");
+    assert_contains(nth(&bad, "copy-client", 1)->message, "COPY TO STDOUT (query)");
+    assert_contains(nth(&bad, "copy-client", 0)->hint, "a file on the server");
+    LINT(&server, "-- shardgate:data-change\n" UP("COPY orders FROM '/srv/orders.csv';\n"
+                                                  "COPY orders TO '/srv/out.csv';\n"));
+    assert_clean(&server);
+    linted_free(&bad);
+    linted_free(&server);
+}
+END_TEST
+
 START_TEST(test_missing_down)
 {
     linted bad, irreversible, empty_down;
@@ -874,6 +891,7 @@ int main(void)
         {"unique_without_index", test_unique_without_index},
         {"lock_truncate_vacuum_cluster", test_lock_truncate_vacuum_cluster},
         {"data_change", test_data_change},
+        {"copy_client", test_copy_client},
         {"missing_down", test_missing_down},
         {"verify_not_read_only", test_verify_not_read_only},
         {"bluegreen_other_table", test_bluegreen_other_table},
