@@ -292,9 +292,11 @@ int sg_pg_pin_settings(PGconn *conn, sg_error *err)
 
 char *sg_pg_qualified_name(PGconn *conn, const char *schema, const char *name)
 {
-    char *qs = PQescapeIdentifier(conn, schema, strlen(schema));
+    char *qs = schema ? PQescapeIdentifier(conn, schema, strlen(schema)) : NULL;
     char *qn = PQescapeIdentifier(conn, name, strlen(name));
-    char *out = qs && qn ? sg_asprintf("%s.%s", qs, qn) : NULL;
+    char *out = !qn || (schema && !qs) ? NULL
+                : schema               ? sg_asprintf("%s.%s", qs, qn)
+                                       : sg_strdup(qn);
     PQfreemem(qs);
     PQfreemem(qn);
     return out;

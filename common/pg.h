@@ -67,7 +67,8 @@ int sg_pg_query_params(PGresult **out, PGconn *conn, const char *sql, int nparam
 /* SETs every pinned setting on the session. */
 int sg_pg_pin_settings(PGconn *conn, sg_error *err);
 
-/* "schema"."name" quoted with libpq; NULL on allocation failure; free(). */
+/* "schema"."name" quoted with libpq ("name" alone when schema is NULL);
+ * NULL on allocation failure; free(). */
 char *sg_pg_qualified_name(PGconn *conn, const char *schema, const char *name);
 
 /* Comma-separated quoted column names ("" for none); NULL on failure. */

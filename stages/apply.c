@@ -1,4 +1,5 @@
 #include "stages/apply.h"
+#include "stages/apply_impl.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -20,9 +21,6 @@
 
 #define DEFAULT_LOCK_TIMEOUT_MS 2000
 
-/* SQLSTATE lock_not_available: lock_timeout fired (or NOWAIT failed). */
-#define SQLSTATE_LOCK_TIMEOUT "55P03"
-
 void sg_apply_options_init(sg_apply_options *opts, const char *dsn)
 {
     *opts = (sg_apply_options){
@@ -36,15 +34,7 @@ void sg_apply_options_init(sg_apply_options *opts, const char *dsn)
     };
 }
 
-/* What one sg_migrate or sg_revert works with. */
-typedef struct engine {
-    PGconn *conn;
-    const sg_apply_options *opts;
-    sg_registry_actor actor;
-    sg_exec_watch watch;
-    char host[256];
-    char run_id[40];
-} engine;
+typedef sg_apply_engine engine;
 
 static void engine_init(engine *e, PGconn *conn, const sg_apply_options *opts)
 {
@@ -71,9 +61,7 @@ static void engine_init(engine *e, PGconn *conn, const sg_apply_options *opts)
 
 /* ---- events ---- */
 
-/* Appends an event whose detail is built from a json_pack format; logging
- * must not fail the migration, so a failed event is only logged. */
-static void event(engine *e, const sg_migration *m, const char *action, json_t *detail)
+void sg_apply_event(sg_apply_engine *e, const sg_migration *m, const char *action, json_t *detail)
 {
     sg_error err = {0};
     char *text = NULL;
@@ -88,7 +76,7 @@ static void event(engine *e, const sg_migration *m, const char *action, json_t *
     json_decref(detail);
 }
 
-static json_t *error_detail(const sg_error *failure)
+json_t *sg_apply_error_detail(const sg_error *failure)
 {
     sg_json_init();
     json_t *d =
@@ -96,404 +84,6 @@ static json_t *error_detail(const sg_error *failure)
     if (d && failure->sqlstate[0])
         json_object_set_new(d, "sqlstate", json_string(failure->sqlstate));
     return d;
-}
-
-/* ---- statements ---- */
-
-static bool has_concurrently_option(PgQuery__Node **params, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        const PgQuery__Node *p = params[i];
-        if (p->node_case == PG_QUERY__NODE__NODE_DEF_ELEM && p->def_elem->defname &&
-            strcmp(p->def_elem->defname, "concurrently") == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Whether a statement cannot run inside a transaction block, so that its
- * progress is recorded after it rather than with it. */
-static bool needs_autocommit(const PgQuery__Node *n)
-{
-    switch (n->node_case) {
-    case PG_QUERY__NODE__NODE_INDEX_STMT:
-        return n->index_stmt->concurrent;
-    case PG_QUERY__NODE__NODE_DROP_STMT:
-        return n->drop_stmt->concurrent;
-    case PG_QUERY__NODE__NODE_REINDEX_STMT:
-        return has_concurrently_option(n->reindex_stmt->params, n->reindex_stmt->n_params);
-    case PG_QUERY__NODE__NODE_VACUUM_STMT:
-        return n->vacuum_stmt->is_vacuumcmd;
-    case PG_QUERY__NODE__NODE_ALTER_TABLE_STMT:
-        for (size_t i = 0; i < n->alter_table_stmt->n_cmds; i++) {
-            const PgQuery__Node *c = n->alter_table_stmt->cmds[i];
-            if (c->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_CMD && c->alter_table_cmd->def &&
-                c->alter_table_cmd->def->node_case == PG_QUERY__NODE__NODE_PARTITION_CMD &&
-                c->alter_table_cmd->def->partition_cmd->concurrent)
-                return true;
-        }
-        return false;
-    case PG_QUERY__NODE__NODE_CREATEDB_STMT:
-    case PG_QUERY__NODE__NODE_DROPDB_STMT:
-    case PG_QUERY__NODE__NODE_ALTER_SYSTEM_STMT:
-    case PG_QUERY__NODE__NODE_CREATE_TABLE_SPACE_STMT:
-    case PG_QUERY__NODE__NODE_DROP_TABLE_SPACE_STMT:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static char *statement_sql(const sg_sql_stmt *stmt)
-{
-    return sg_strndup(stmt->text, stmt->len);
-}
-
-/* A failed CREATE INDEX CONCURRENTLY leaves its index behind, INVALID; run
- * again, the statement would fail on the name (or, with IF NOT EXISTS, keep
- * the broken index). So before every run, an INVALID index of that name on
- * that table is dropped. */
-static int drop_invalid_index(engine *e, const sg_migration *m, const sg_sql_stmt *stmt,
-                              sg_error *err)
-{
-    const PgQuery__IndexStmt *idx = stmt->tree->index_stmt;
-    PGresult *res = NULL;
-    char *table = NULL, *sql = NULL, *index = NULL;
-    int rc = 0;
-    if (!idx->idxname || !idx->relation)
-        return 0;
-    table =
-        idx->relation->schemaname && *idx->relation->schemaname
-            ? sg_pg_qualified_name(e->conn, idx->relation->schemaname, idx->relation->relname)
-            : PQescapeIdentifier(e->conn, idx->relation->relname, strlen(idx->relation->relname));
-    if (!table)
-        return sg_error_set(err, SG_E_NOMEM, "out of memory");
-    const char *params[] = {idx->idxname, table};
-    if ((rc = sg_pg_query_params(&res, e->conn,
-                                 "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)"
-                                 " FROM pg_catalog.pg_index i"
-                                 " JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
-                                 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                                 " WHERE c.relname = $1 AND i.indrelid = $2::regclass"
-                                 " AND NOT i.indisvalid",
-                                 2, params, err)) < 0) {
-        /* the table may not exist yet: then there is no index to drop */
-        if (strcmp(err->sqlstate, "42P01") == 0)
-            rc = 0;
-        goto done;
-    }
-    if (PQntuples(res) == 0)
-        goto done;
-    if (!(index = sg_strdup(PQgetvalue(res, 0, 0))) ||
-        !(sql = sg_asprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", index))) {
-        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-        goto done;
-    }
-    sg_log(SG_LOG_WARNING, "dropping the invalid index %s left by a failed build", index);
-    if ((rc = sg_exec_run(NULL, e->conn, sql, &e->watch, err)) < 0)
-        goto done;
-    event(e, m, "drop-invalid-index", json_pack("{s:s}", "index", index));
-done:
-    PQclear(res);
-    free(sql);
-    free(index);
-    PQfreemem(table);
-    return rc;
-}
-
-static int set_timeouts(engine *e, const sg_migration *m, bool local, sg_error *err)
-{
-    uint64_t lock = m->lock_timeout_ms >= 0    ? (uint64_t)m->lock_timeout_ms
-                    : e->opts->lock_timeout_ms ? e->opts->lock_timeout_ms
-                                               : DEFAULT_LOCK_TIMEOUT_MS;
-    uint64_t statement = m->statement_timeout_ms >= 0 ? (uint64_t)m->statement_timeout_ms
-                                                      : e->opts->statement_timeout_ms;
-    char sql[160];
-    snprintf(sql, sizeof(sql),
-             "SET %s lock_timeout = %" PRIu64 "; SET %s statement_timeout = %" PRIu64,
-             local ? "LOCAL" : "SESSION", lock, local ? "LOCAL" : "SESSION", statement);
-    return sg_pg_exec(e->conn, sql, err);
-}
-
-static void rollback(engine *e)
-{
-    if (PQtransactionStatus(e->conn) != PQTRANS_IDLE) {
-        PGresult *res = PQexec(e->conn, "ROLLBACK");
-        PQclear(res);
-    }
-}
-
-/* Sleeps before retry number `retry`; false when interrupted. */
-static bool back_off(engine *e, unsigned retry)
-{
-    uint64_t delay = sg_retry_delay_ms(&e->opts->backoff, retry, randombytes_random());
-    uint64_t until = sg_monotonic_ms() + delay;
-    while (sg_monotonic_ms() < until) {
-        if (sg_interrupted())
-            return false;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return !sg_interrupted();
-}
-
-/* Whether a failed attempt may be tried again: a lock timeout, within the
- * retries. Logs the blockers the watch saw, and records them. */
-static bool retry_after(engine *e, const sg_migration *m, const sg_error *failure, unsigned attempt)
-{
-    if (strcmp(failure->sqlstate, SQLSTATE_LOCK_TIMEOUT) != 0)
-        return false;
-    sg_log(SG_LOG_WARNING, "%s: lock not granted within lock_timeout (attempt %u of %u)%s%s",
-           m->file, attempt + 1, e->opts->retries + 1,
-           e->watch.blockers_text ? "; blocked by: " : "",
-           e->watch.blockers_text ? e->watch.blockers_text : "");
-    json_t *d = error_detail(failure);
-    if (d) {
-        json_object_set_new(d, "attempt", json_integer(attempt + 1));
-        json_t *blockers = e->watch.blockers ? json_loads(e->watch.blockers, 0, NULL) : NULL;
-        json_object_set_new(d, "blockers", blockers ? blockers : json_array());
-    }
-    event(e, m, "lock-wait", d);
-    if (attempt >= e->opts->retries)
-        return false;
-    event(e, m, "retry", json_pack("{s:i}", "attempt", attempt + 2));
-    return back_off(e, attempt);
-}
-
-/* The message when lock retries ran out. */
-static int gave_up(engine *e, const sg_migration *m, unsigned attempts, sg_error *err)
-{
-    sg_error_set(err, SG_E_BUSY,
-                 "%s: gave up after %u attempts: a lock was not granted within "
-                 "lock_timeout",
-                 m->file, attempts);
-    if (e->watch.blockers_text)
-        sg_error_detail(err, "blocked by: %s", e->watch.blockers_text);
-    sg_error_hint(err, "end or wait out the blocking sessions, then run again (it resumes); "
-                       "--lock-timeout and --retries set how long to try");
-    snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", SQLSTATE_LOCK_TIMEOUT);
-    return SG_E_BUSY;
-}
-
-/* Runs a verify section: every statement must succeed, and one whose first
- * row's first column is a boolean false fails. */
-static int run_verify(engine *e, const sg_migration *m, sg_error *err)
-{
-    const sg_sql_script *script = m->verify.script;
-    for (size_t i = 0; script && i < sg_sql_script_count(script); i++) {
-        const sg_sql_stmt *stmt = sg_sql_script_stmt(script, i);
-        PGresult *res = NULL;
-        char *sql = statement_sql(stmt);
-        if (!sql)
-            return sg_error_set(err, SG_E_NOMEM, "out of memory");
-        int rc = sg_exec_run(&res, e->conn, sql, NULL, err);
-        free(sql);
-        if (rc < 0) {
-            if (rc == SG_E_INTERRUPTED || rc == SG_E_NOMEM)
-                return rc;
-            sg_error_prefix(err, "%s:%u: verify statement failed", m->file, stmt->line);
-            err->code = SG_E_MISMATCH;
-            return SG_E_MISMATCH;
-        }
-        /* 16 is bool's type OID, fixed in the catalog */
-        bool is_false = PQntuples(res) > 0 && PQnfields(res) > 0 && PQftype(res, 0) == 16 &&
-                        !PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), "f") == 0;
-        PQclear(res);
-        if (is_false) {
-            sg_error_set(err, SG_E_MISMATCH, "%s:%u: verify statement returned false", m->file,
-                         stmt->line);
-            sg_error_detail(err, "statement: %.*s", (int)(stmt->len > 300 ? 300 : stmt->len),
-                            stmt->text);
-            return SG_E_MISMATCH;
-        }
-    }
-    return 0;
-}
-
-/* Describes the schema as the migration left it, and records it in its row. */
-static int finish_row(engine *e, const sg_migration *m, sg_error *err)
-{
-    sg_schema_desc *desc = NULL;
-    int rc = sg_schema_describe(&desc, e->conn, err);
-    if (rc == 0)
-        rc = sg_registry_finish(e->conn, m->version, SG_REGISTRY_APPLIED,
-                                sg_schema_desc_fingerprint(desc), sg_schema_desc_text(desc), err);
-    sg_schema_desc_free(desc);
-    return rc;
-}
-
-/* ---- one file in one transaction ---- */
-
-/* Applies or reverts m in one transaction with its registry row, retrying on
- * lock timeouts. A failure leaves nothing but its events and, for an apply,
- * a row marked failed. */
-static int run_transactional(engine *e, sg_apply_step *step, sg_error *err)
-{
-    const sg_migration *m = step->migration;
-    const sg_sql_script *script = step->kind == SG_STEP_APPLY ? m->up.script : m->down.script;
-    int rc = 0;
-    for (unsigned attempt = 0;; attempt++) {
-        step->attempts = attempt + 1;
-        sg_exec_watch_reset(&e->watch);
-        if ((rc = sg_pg_exec(e->conn, "BEGIN", err)) < 0 ||
-            (rc = set_timeouts(e, m, true, err)) < 0)
-            goto failed;
-        rc = step->kind == SG_STEP_APPLY
-                 ? sg_registry_begin(e->conn, &e->actor, m, SG_REGISTRY_APPLYING, err)
-                 : sg_registry_mark(e->conn, m->version, SG_REGISTRY_REVERTING, err);
-        for (size_t i = 0; rc == 0 && script && i < sg_sql_script_count(script); i++) {
-            const sg_sql_stmt *stmt = sg_sql_script_stmt(script, i);
-            char *sql = statement_sql(stmt);
-            rc = sql ? sg_exec_run(NULL, e->conn, sql, &e->watch, err)
-                     : sg_error_set(err, SG_E_NOMEM, "out of memory");
-            free(sql);
-            if (rc < 0 && rc != SG_E_NOMEM)
-                sg_error_prefix(err, "%s:%u", m->file, stmt->line);
-        }
-        if (rc == 0 && step->kind == SG_STEP_APPLY && (rc = run_verify(e, m, err)) == 0) {
-            if ((rc = finish_row(e, m, err)) == 0)
-                event(e, m, "apply",
-                      json_pack("{s:s, s:s, s:i}", "checksum", m->sha256, "mode",
-                                sg_migration_mode_name(m->mode), "attempts", attempt + 1));
-        } else if (rc == 0 && step->kind == SG_STEP_REVERT) {
-            if ((rc = sg_registry_delete(e->conn, m->version, err)) == 0)
-                event(e, m, "revert", json_pack("{s:i}", "attempts", attempt + 1));
-        }
-        if (rc == 0 && (rc = sg_pg_exec(e->conn, "COMMIT", err)) == 0)
-            return 0;
-        rollback(e);
-        if (retry_after(e, m, err, attempt))
-            continue;
-        if (strcmp(err->sqlstate, SQLSTATE_LOCK_TIMEOUT) == 0 && !sg_interrupted())
-            rc = gave_up(e, m, attempt + 1, err);
-        goto failed;
-    }
-failed:
-    rollback(e);
-    if (step->kind == SG_STEP_APPLY) {
-        sg_error ignored = {0};
-        /* nothing of the file stayed: the row only says that it failed */
-        if (sg_registry_begin(e->conn, &e->actor, m, SG_REGISTRY_FAILED, &ignored) < 0)
-            sg_log(SG_LOG_WARNING, "cannot record that %s failed: %s", m->file, ignored.message);
-    }
-    event(e, m, step->kind == SG_STEP_APPLY ? "fail" : "revert-fail", error_detail(err));
-    return rc;
-}
-
-/* ---- one file statement by statement ---- */
-
-/* Runs statement i of a transaction=off section and records progress i + 1:
- * in the same transaction when the statement allows one. */
-static int run_one(engine *e, const sg_migration *m, const sg_sql_stmt *stmt, int done,
-                   sg_error *err)
-{
-    char *sql = statement_sql(stmt);
-    int rc;
-    if (!sql)
-        return sg_error_set(err, SG_E_NOMEM, "out of memory");
-    if (needs_autocommit(stmt->tree)) {
-        if (stmt->tree->node_case == PG_QUERY__NODE__NODE_INDEX_STMT &&
-            (rc = drop_invalid_index(e, m, stmt, err)) < 0)
-            goto done;
-        if ((rc = sg_exec_run(NULL, e->conn, sql, &e->watch, err)) == 0)
-            rc = sg_registry_progress(e->conn, m->version, done, err);
-    } else if ((rc = sg_pg_exec(e->conn, "BEGIN", err)) == 0) {
-        if ((rc = sg_exec_run(NULL, e->conn, sql, &e->watch, err)) == 0 &&
-            (rc = sg_registry_progress(e->conn, m->version, done, err)) == 0)
-            rc = sg_pg_exec(e->conn, "COMMIT", err);
-        if (rc < 0)
-            rollback(e);
-    }
-done:
-    if (rc < 0 && rc != SG_E_NOMEM && rc != SG_E_INTERRUPTED)
-        sg_error_prefix(err, "%s:%u", m->file, stmt->line);
-    free(sql);
-    return rc;
-}
-
-/* Runs a section statement by statement from `from`, each with its lock
- * retries. */
-static int run_section(engine *e, sg_apply_step *step, const sg_sql_script *script, int from,
-                       sg_error *err)
-{
-    const sg_migration *m = step->migration;
-    int rc;
-    if ((rc = set_timeouts(e, m, false, err)) < 0)
-        return rc;
-    for (size_t i = (size_t)from; script && i < sg_sql_script_count(script); i++) {
-        const sg_sql_stmt *stmt = sg_sql_script_stmt(script, i);
-        for (unsigned attempt = 0;; attempt++) {
-            step->attempts++;
-            sg_exec_watch_reset(&e->watch);
-            if ((rc = sg_interrupt_check(err)) < 0)
-                return rc;
-            if ((rc = run_one(e, m, stmt, (int)i + 1, err)) == 0)
-                break;
-            if (retry_after(e, m, err, attempt))
-                continue;
-            if (strcmp(err->sqlstate, SQLSTATE_LOCK_TIMEOUT) == 0 && !sg_interrupted())
-                rc = gave_up(e, m, attempt + 1, err);
-            return rc;
-        }
-    }
-    return 0;
-}
-
-static int run_statements(engine *e, sg_apply_step *step, sg_error *err)
-{
-    const sg_migration *m = step->migration;
-    bool apply = step->kind == SG_STEP_APPLY;
-    sg_registry_status running = apply ? SG_REGISTRY_APPLYING : SG_REGISTRY_REVERTING;
-    int rc;
-    if (step->resume_from > 0) {
-        sg_log(SG_LOG_INFO, "%s: resuming after statement %d", m->file, step->resume_from);
-        rc = sg_registry_mark(e->conn, m->version, running, err);
-    } else if (apply) {
-        rc = sg_registry_begin(e->conn, &e->actor, m, running, err);
-    } else {
-        if ((rc = sg_registry_mark(e->conn, m->version, running, err)) == 0)
-            rc = sg_registry_progress(e->conn, m->version, 0, err);
-    }
-    if (rc < 0)
-        return rc;
-    rc = run_section(e, step, apply ? m->up.script : m->down.script, step->resume_from, err);
-    if (rc == 0 && apply && (rc = run_verify(e, m, err)) < 0 && !m->irreversible &&
-        rc != SG_E_INTERRUPTED) {
-        /* the statements are committed: undo them with the down section */
-        sg_error failure = *err;
-        sg_log(SG_LOG_WARNING, "%s: verify failed; reverting it with its down section", m->file);
-        event(e, m, "verify-fail", error_detail(&failure));
-        sg_apply_step undo = {.migration = m, .kind = SG_STEP_REVERT};
-        if ((rc = sg_registry_mark(e->conn, m->version, SG_REGISTRY_REVERTING, err)) == 0 &&
-            (rc = sg_registry_progress(e->conn, m->version, 0, err)) == 0 &&
-            (rc = run_section(e, &undo, m->down.script, 0, err)) == 0 &&
-            (rc = sg_registry_delete(e->conn, m->version, err)) == 0) {
-            event(e, m, "revert", json_pack("{s:s}", "reason", "verify failed"));
-            *err = failure;
-            sg_error_hint(err, "the file was reverted with its down section");
-            return failure.code;
-        }
-        sg_error_prefix(err, "%s, and reverting it failed", failure.message);
-        sg_registry_mark(e->conn, m->version, SG_REGISTRY_REVERT_FAILED, &failure);
-        event(e, m, "revert-fail", error_detail(err));
-        return rc;
-    }
-    if (rc == 0 && apply && (rc = finish_row(e, m, err)) == 0) {
-        event(e, m, "apply",
-              json_pack("{s:s, s:s, s:i}", "checksum", m->sha256, "mode",
-                        sg_migration_mode_name(m->mode), "attempts", step->attempts));
-        return 0;
-    }
-    if (rc == 0 && !apply && (rc = sg_registry_delete(e->conn, m->version, err)) == 0) {
-        event(e, m, "revert", json_pack("{s:i}", "attempts", step->attempts));
-        return 0;
-    }
-    sg_error ignored = {0};
-    if (rc != SG_E_INTERRUPTED)
-        sg_registry_mark(e->conn, m->version,
-                         apply ? SG_REGISTRY_FAILED : SG_REGISTRY_REVERT_FAILED, &ignored);
-    event(e, m, apply ? "fail" : "revert-fail", error_detail(err));
-    return rc;
 }
 
 /* ---- plans ---- */
@@ -517,9 +107,9 @@ static int changed_file(engine *e, const sg_migration *m, const sg_registry_row 
     if (e->opts->allow_changed) {
         sg_log(SG_LOG_WARNING, "%s changed since it was applied (--allow-changed)", m->file);
         if (!dry_run)
-            event(e, m, "changed-allowed",
-                  json_pack("{s:s, s:s}", "applied_checksum", row->checksum, "file_checksum",
-                            m->sha256));
+            sg_apply_event(e, m, "changed-allowed",
+                           json_pack("{s:s, s:s}", "applied_checksum", row->checksum,
+                                     "file_checksum", m->sha256));
         return 0;
     }
     sg_error_set(err, SG_E_MISMATCH, "%s changed since it was applied", m->file);
@@ -539,6 +129,60 @@ static int64_t schema_version(const sg_registry_rows *rows)
     return v;
 }
 
+/* A transaction=off file that a run left part way: some statements done, or
+ * one started outside a transaction. Decided from the row, not the file,
+ * which may have been edited since. */
+static bool is_partial(const sg_registry_row *row)
+{
+    return row->status != SG_REGISTRY_APPLIED && strcmp(row->mode, "statements") == 0 &&
+           (row->statements_done > 0 || row->statement_started > 0);
+}
+
+/* How a step resumes a partial row: after its done statements, provided the
+ * file still starts with them. Only the statements not run yet may have been
+ * edited (the usual fix of a failed statement); then the file's new checksum
+ * is recorded. */
+static int plan_resume(engine *e, sg_apply_step *step, const sg_registry_row *row,
+                       const sg_sql_script *section, sg_error *err)
+{
+    const sg_migration *m = step->migration;
+    char digest[SG_SHA256_HEX_LEN];
+    if (m->mode != SG_MIGRATION_STATEMENTS) {
+        sg_error_set(err, SG_E_TARGET,
+                     "%s was started statement by statement (%d done), but it no longer says "
+                     "transaction=off",
+                     m->file, row->statements_done);
+        sg_error_hint(err, "put the directive back to finish it");
+        return SG_E_TARGET;
+    }
+    step->resume_from = row->statements_done;
+    step->may_have_run = row->statement_started == row->statements_done + 1;
+    if (strcmp(row->checksum, m->sha256) == 0)
+        return 0;
+    sg_sql_script_digest(section, (size_t)row->statements_done, digest);
+    if (row->done_checksum[0] && strcmp(digest, row->done_checksum) == 0 &&
+        (!section || sg_sql_script_count(section) >= (size_t)row->statements_done)) {
+        sg_log(SG_LOG_WARNING,
+               "%s changed after %d of its statements ran; those are unchanged, "
+               "so it resumes with the edited rest",
+               m->file, row->statements_done);
+        if (!e->opts->dry_run)
+            sg_apply_event(e, m, "changed-resumed",
+                           json_pack("{s:s, s:s, s:i}", "checksum_then", row->checksum,
+                                     "checksum_now", m->sha256, "statements_done",
+                                     row->statements_done));
+        step->edited = true;
+        return 0;
+    }
+    sg_error_set(err, SG_E_MISMATCH,
+                 "%s changed in the %d statements already run: cannot resume it", m->file,
+                 row->statements_done);
+    sg_error_detail(err, "checksum then: %s, now: %s", row->checksum, m->sha256);
+    sg_error_hint(err, "restore those statements as they were (edit only the ones after them) "
+                       "and run again");
+    return SG_E_MISMATCH;
+}
+
 static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set *set,
                         const sg_registry_rows *rows, sg_error *err)
 {
@@ -550,38 +194,37 @@ static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set 
         if (row->status == SG_REGISTRY_REVERTING || row->status == SG_REGISTRY_REVERT_FAILED) {
             sg_error_set(err, SG_E_TARGET, "the revert of version %" PRId64 " (%s) did not finish",
                          row->version, row->name);
-            sg_error_hint(err, "run shardgate revert again to finish it");
+            sg_error_hint(err, "finish it with shardgate revert --to %" PRId64, row->version - 1);
             return SG_E_TARGET;
         }
-        if (!m) {
-            if (row->status != SG_REGISTRY_APPLIED) {
-                sg_error_set(err, SG_E_NOT_FOUND,
-                             "version %" PRId64 " (%s) is %s on the database, but its file is "
-                             "not in %s",
-                             row->version, row->name, sg_registry_status_name(row->status),
-                             set->dir);
-                return SG_E_NOT_FOUND;
-            }
+        if (!m && row->status == SG_REGISTRY_APPLIED) {
             sg_log(SG_LOG_WARNING, "version %" PRId64 " (%s) is applied, but its file is not in %s",
                    row->version, row->name, set->dir);
-            continue;
-        }
-        bool partial = row->status != SG_REGISTRY_APPLIED && row->statements_done > 0 &&
-                       m->mode == SG_MIGRATION_STATEMENTS;
-        if (strcmp(row->checksum, m->sha256) != 0) {
-            if (partial) {
-                sg_error_set(err, SG_E_MISMATCH,
-                             "%s changed after %d of its statements ran: cannot resume it", m->file,
-                             row->statements_done);
-                sg_error_detail(err, "checksum then: %s, now: %s", row->checksum, m->sha256);
-                sg_error_hint(err, "restore the file as it was and run again");
-                return SG_E_MISMATCH;
-            }
-            if (row->status == SG_REGISTRY_APPLIED &&
-                (rc = changed_file(e, m, row, e->opts->dry_run, err)) < 0)
-                return rc;
+        } else if (!m && !is_partial(row)) {
+            /* a failed attempt that left nothing: its file may go */
+            sg_log(SG_LOG_WARNING, "version %" PRId64 " (%s) failed before and its file is gone",
+                   row->version, row->name);
+        } else if (!m) {
+            sg_error_set(err, SG_E_NOT_FOUND,
+                         "version %" PRId64 " (%s) is partly applied (%d statements), but its file "
+                         "is not in %s",
+                         row->version, row->name, row->statements_done, set->dir);
+            sg_error_hint(err, "put the file back to finish it");
+            return SG_E_NOT_FOUND;
+        } else if (row->status == SG_REGISTRY_APPLIED && strcmp(row->checksum, m->sha256) != 0 &&
+                   (rc = changed_file(e, m, row, e->opts->dry_run, err)) < 0) {
+            return rc;
         }
     }
+    if (e->opts->target != SG_APPLY_LATEST && e->opts->target > 0 &&
+        !sg_migration_set_find(set, e->opts->target))
+        sg_log(SG_LOG_WARNING, "no migration has version %" PRId64 "; going up to it",
+               e->opts->target);
+    if (e->opts->target < applied_max)
+        sg_log(SG_LOG_WARNING,
+               "--to %" PRId64 " is below the schema version %" PRId64
+               ": migrate only goes up (shardgate revert goes down)",
+               e->opts->target, applied_max);
     for (size_t i = 0; i < set->count; i++) {
         const sg_migration *m = &set->items[i];
         const sg_registry_row *row = sg_registry_rows_find(rows, m->version);
@@ -602,8 +245,10 @@ static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set 
             sg_error_hint(err, "the blue-green engine is not built yet; use a transactional file");
             return SG_E_USAGE;
         }
-        int resume = row && m->mode == SG_MIGRATION_STATEMENTS ? row->statements_done : 0;
-        if ((rc = add_step(res, m, SG_STEP_APPLY, resume, err)) < 0)
+        if ((rc = add_step(res, m, SG_STEP_APPLY, 0, err)) < 0)
+            return rc;
+        if (row && is_partial(row) &&
+            (rc = plan_resume(e, &res->steps[res->count - 1], row, m->up.script, err)) < 0)
             return rc;
     }
     return 0;
@@ -615,10 +260,12 @@ static int plan_revert(engine *e, sg_apply_result *res, const sg_migration_set *
     int rc;
     for (size_t i = rows->count; i-- > 0;) {
         const sg_registry_row *row = &rows->items[i];
+        bool reverting =
+            row->status == SG_REGISTRY_REVERTING || row->status == SG_REGISTRY_REVERT_FAILED;
         if (row->version <= e->opts->target)
             break;
         if (row->status == SG_REGISTRY_FAILED || row->status == SG_REGISTRY_APPLYING) {
-            if (row->statements_done == 0)
+            if (!is_partial(row))
                 continue; /* nothing of it is on the database */
             sg_error_set(err, SG_E_TARGET,
                          "version %" PRId64 " (%s) is partly applied (%d statements)", row->version,
@@ -638,14 +285,15 @@ static int plan_revert(engine *e, sg_apply_result *res, const sg_migration_set *
             sg_error_hint(err, "nothing was reverted; restore a snapshot to go back further");
             return SG_E_TARGET;
         }
-        if (strcmp(row->checksum, m->sha256) != 0 &&
-            (rc = changed_file(e, m, row, e->opts->dry_run, err)) < 0)
+        if ((rc = add_step(res, m, SG_STEP_REVERT, 0, err)) < 0)
             return rc;
-        int resume = row->status != SG_REGISTRY_APPLIED && m->mode == SG_MIGRATION_STATEMENTS
-                         ? row->statements_done
-                         : 0;
-        if ((rc = add_step(res, m, SG_STEP_REVERT, resume, err)) < 0)
+        if (reverting && is_partial(row)) {
+            if ((rc = plan_resume(e, &res->steps[res->count - 1], row, m->down.script, err)) < 0)
+                return rc;
+        } else if (strcmp(row->checksum, m->sha256) != 0 &&
+                   (rc = changed_file(e, m, row, e->opts->dry_run, err)) < 0) {
             return rc;
+        }
     }
     return 0;
 }
@@ -738,8 +386,8 @@ static int run(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
             goto done;
         sg_log(SG_LOG_INFO, "%s %s (%s)", step->kind == SG_STEP_APPLY ? "applying" : "reverting",
                m->file, sg_migration_mode_name(m->mode));
-        rc = m->mode == SG_MIGRATION_STATEMENTS ? run_statements(&e, step, err)
-                                                : run_transactional(&e, step, err);
+        if ((rc = sg_apply_prepare_session(&e, err)) == 0)
+            rc = sg_apply_run_file(&e, step, err);
         step->duration_ms = (int64_t)(sg_monotonic_ms() - start);
         if (rc < 0)
             goto done;
@@ -749,11 +397,12 @@ static int run(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
                step->kind == SG_STEP_APPLY ? "applied" : "reverted", m->file, step->duration_ms);
     }
 done:
-    if (locked) {
+    if (locked && PQstatus(conn) == CONNECTION_OK) {
         /* the session may be the caller's, which goes on using it */
         sg_error ignored = {0};
-        rollback(&e);
-        sg_pg_exec(conn, "RESET lock_timeout; RESET statement_timeout", &ignored);
+        if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+            sg_pg_exec(conn, "ROLLBACK", &ignored);
+        sg_pg_exec(conn, "RESET ALL", &ignored);
         sg_registry_unlock(conn, &ignored);
     }
     sg_exec_watch_clear(&e.watch);

@@ -28,7 +28,7 @@ typedef struct sg_apply_options {
     const char *dsn;               /* the database (the lock watch connects to it too) */
     int64_t target;                /* apply up to this version; revert down to it */
     uint64_t lock_timeout_ms;      /* unless the file sets one; 0 means 2 s */
-    uint64_t statement_timeout_ms; /* unless the file sets one; 0 leaves the server's */
+    uint64_t statement_timeout_ms; /* unless the file sets one; 0: none */
     unsigned retries;              /* after a lock timeout */
     sg_retry_policy backoff;       /* between those retries */
     bool allow_changed;            /* applied files that changed are logged, not refused */
@@ -47,8 +47,10 @@ typedef enum { SG_STEP_APPLY, SG_STEP_REVERT } sg_step_kind;
 typedef struct sg_apply_step {
     const sg_migration *migration;
     sg_step_kind kind;
-    int resume_from; /* statements already done by a killed or failed run */
-    unsigned attempts;
+    int resume_from;   /* statements already done by a killed or failed run */
+    bool may_have_run; /* that run had started the next one, outside a transaction */
+    bool edited;       /* the file changed after its done statements: record its new checksum */
+    unsigned attempts; /* of the file, or of its most retried statement */
     int64_t duration_ms;
     bool done;
 } sg_apply_step;

@@ -104,13 +104,24 @@ done:
     PQclear(res);
 }
 
+/* Asks the server to cancel what the session is running. */
+static void cancel(PGconn *conn)
+{
+    PGcancel *c = PQgetCancel(conn);
+    char why[256];
+    if (c)
+        PQcancel(c, why, sizeof(why));
+    PQfreeCancel(c);
+}
+
 static void end_copy(PGconn *conn, ExecStatusType st)
 {
     char *row = NULL;
     if (st == PGRES_COPY_IN || st == PGRES_COPY_BOTH)
         PQputCopyEnd(conn, "shardgate sends no COPY data");
     if (st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
-        /* blocking reads until the end of the data; the rows are dropped */
+        /* cancelled, the server stops sending soon; what it sent is dropped */
+        cancel(conn);
         while (PQgetCopyData(conn, &row, 0) > 0) {
             PQfreemem(row);
             row = NULL;
@@ -134,22 +145,20 @@ int sg_exec_run(PGresult **out, PGconn *conn, const char *sql, sg_exec_watch *wa
         if (!PQisBusy(conn))
             break;
         if (!cancelled && sg_interrupted()) {
-            PGcancel *cancel = PQgetCancel(conn);
-            char why[256];
-            if (cancel)
-                PQcancel(cancel, why, sizeof(why));
-            PQfreeCancel(cancel);
+            cancel(conn);
             cancelled = true;
         }
+        bool watching = watch && watch->dsn && !cancelled;
         uint64_t now = sg_monotonic_ms();
-        if (watch && watch->dsn && !cancelled && now >= next_look) {
+        if (watching && now >= next_look) {
             look(watch, PQbackendPID(conn));
-            next_look = sg_monotonic_ms() + WATCH_EVERY_MS;
+            now = sg_monotonic_ms();
+            next_look = now + WATCH_EVERY_MS;
         }
         /* wake for the next look, and at least every 100 ms for interrupts */
-        uint64_t until_look = next_look > now ? next_look - now : 0;
+        int timeout = watching && next_look - now < 100 ? (int)(next_look - now) : 100;
         struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
-        if (poll(&pfd, 1, watch && until_look < 100 ? (int)until_look : 100) < 0 && errno != EINTR)
+        if (poll(&pfd, 1, timeout) < 0 && errno != EINTR)
             break;
     }
     while ((res = PQgetResult(conn))) {
@@ -175,7 +184,9 @@ int sg_exec_run(PGresult **out, PGconn *conn, const char *sql, sg_exec_watch *wa
     }
     if (!rc && !last)
         rc = sg_pg_result_error(NULL, conn, sql, err);
-    if (cancelled) {
+    /* a statement that completed before the cancel reached it is a success:
+     * the caller records it, and sees the interrupt before the next one */
+    if (cancelled && rc < 0) {
         PQclear(last);
         return sg_interrupt_check(err) < 0 ? SG_E_INTERRUPTED : rc;
     }

@@ -31,6 +31,7 @@ enum {
     R_BLUEGREEN_OTHER_TABLE,
     R_UNKNOWN_RULE,
     R_COPY_CLIENT,
+    R_INDEX_UNNAMED,
     R_COUNT
 };
 
@@ -73,6 +74,8 @@ const sg_lint_rule sg_lint_rules[] = {
                                  "or CREATE INDEX on its table"},
     [R_UNKNOWN_RULE] = {"unknown-rule", SG_LINT_WARNING,
                         "-- shardgate:allow naming a rule that does not exist"},
+    [R_INDEX_UNNAMED] = {"concurrent-index-unnamed", SG_LINT_ERROR,
+                         "CREATE INDEX CONCURRENTLY without an index name"},
     [R_COPY_CLIENT] = {"copy-client", SG_LINT_ERROR,
                        "COPY FROM STDIN or TO STDOUT, which a migration has no client data for"},
 };
@@ -447,6 +450,13 @@ static void lint_index(lint *l, const PgQuery__IndexStmt *s)
         snprintf(name, sizeof(name), "%s on %s", s->idxname, t.name);
     else
         snprintf(name, sizeof(name), "on %s", t.name);
+    /* a failed concurrent build leaves an INVALID index that a retry must
+     * drop first: only a name lets the runner find it */
+    if (s->concurrent && !*s->idxname)
+        report(l, R_INDEX_UNNAMED, -1, "name the index: CREATE INDEX CONCURRENTLY name ON ...",
+               "CREATE INDEX CONCURRENTLY %s has no name, so an invalid index left by a failed "
+               "build cannot be found and dropped before a retry",
+               name);
     if (s->concurrent)
         concurrently_in_transaction(l, "CREATE INDEX", name);
     else if (!table_is_new(l, &t))

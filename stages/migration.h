@@ -39,7 +39,7 @@ typedef struct sg_migration {
     char *name; /* the file name without the number and ".sql" */
     char *file; /* the file name */
     char *path;
-    char sha256[SG_SHA256_HEX_LEN + 1]; /* of the whole file */
+    char sha256[SG_SHA256_HEX_LEN]; /* of the whole file */
     sg_migration_mode mode;
     char *bluegreen_table; /* SCHEMA.TABLE of mode=bluegreen */
     bool irreversible, destructive, data_change;

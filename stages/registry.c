@@ -47,6 +47,8 @@ static const char create_sql[] =
     "  status text NOT NULL CHECK (status IN"
     "    ('applying', 'applied', 'failed', 'reverting', 'revert-failed')),"
     "  statements_done integer NOT NULL DEFAULT 0,"
+    "  done_checksum text,"
+    "  statement_started integer NOT NULL DEFAULT 0,"
     "  started_at timestamptz NOT NULL,"
     "  finished_at timestamptz,"
     "  duration_ms bigint,"
@@ -195,13 +197,13 @@ int sg_registry_read(sg_registry_rows *out, PGconn *conn, bool with_description,
               " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
               " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
               " duration_ms, applied_by_host, run_id, snapshot_id,"
-              " schema_fingerprint, schema_description"
+              " schema_fingerprint, schema_description, done_checksum, statement_started"
               " FROM shardgate.migrations ORDER BY version"
             : "SELECT version, name, checksum, mode, status, statements_done,"
               " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
               " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
               " duration_ms, applied_by_host, run_id, snapshot_id,"
-              " schema_fingerprint, NULL"
+              " schema_fingerprint, NULL, done_checksum, statement_started"
               " FROM shardgate.migrations ORDER BY version",
         err);
     if (rc < 0)
@@ -237,6 +239,9 @@ int sg_registry_read(sg_registry_rows *out, PGconn *conn, bool with_description,
         row->snapshot_id = dup_value(res, i, 11, &failed);
         row->fingerprint = dup_value(res, i, 12, &failed);
         row->description = dup_value(res, i, 13, &failed);
+        if (!PQgetisnull(res, i, 14))
+            snprintf(row->done_checksum, sizeof(row->done_checksum), "%s", PQgetvalue(res, i, 14));
+        row->statement_started = atoi(PQgetvalue(res, i, 15));
     }
     PQclear(res);
     if (failed) {
@@ -304,29 +309,46 @@ int sg_registry_begin(PGconn *conn, const sg_registry_actor *actor, const sg_mig
         " statements_done, started_at, applied_by_host, run_id, snapshot_id)"
         " VALUES ($1, $2, $3, $4, $5, 0, now(), $6, $7, $8)"
         " ON CONFLICT (version) DO UPDATE SET name = $2, checksum = $3, mode = $4, status = $5,"
-        " statements_done = 0, started_at = now(), finished_at = NULL, duration_ms = NULL,"
+        " statements_done = 0, done_checksum = NULL, statement_started = 0,"
+        " started_at = now(), finished_at = NULL, duration_ms = NULL,"
         " applied_by_host = $6, run_id = $7, snapshot_id = coalesce($8, migrations.snapshot_id)",
         8, params, err);
 }
 
-int sg_registry_mark(PGconn *conn, int64_t version, sg_registry_status status, sg_error *err)
+int sg_registry_mark(PGconn *conn, int64_t version, sg_registry_status status, const char *checksum,
+                     sg_error *err)
 {
     char v[32];
     snprintf(v, sizeof(v), "%" PRId64, version);
-    const char *params[] = {v, sg_registry_status_name(status)};
-    return exec_params(conn, "UPDATE shardgate.migrations SET status = $2 WHERE version = $1", 2,
-                       params, err);
+    const char *params[] = {v, sg_registry_status_name(status), checksum};
+    return exec_params(conn,
+                       "UPDATE shardgate.migrations SET status = $2,"
+                       " checksum = coalesce($3, checksum) WHERE version = $1",
+                       3, params, err);
 }
 
-int sg_registry_progress(PGconn *conn, int64_t version, int done, sg_error *err)
+int sg_registry_progress(PGconn *conn, int64_t version, int done, const char *done_checksum,
+                         sg_error *err)
 {
     char v[32], d[16];
     snprintf(v, sizeof(v), "%" PRId64, version);
     snprintf(d, sizeof(d), "%d", done);
-    const char *params[] = {v, d};
+    const char *params[] = {v, d, done_checksum};
     return exec_params(conn,
-                       "UPDATE shardgate.migrations SET statements_done = $2 WHERE version = $1", 2,
-                       params, err);
+                       "UPDATE shardgate.migrations SET statements_done = $2, done_checksum = $3,"
+                       " statement_started = 0 WHERE version = $1",
+                       3, params, err);
+}
+
+int sg_registry_started(PGconn *conn, int64_t version, int statement, sg_error *err)
+{
+    char v[32], n[16];
+    snprintf(v, sizeof(v), "%" PRId64, version);
+    snprintf(n, sizeof(n), "%d", statement);
+    const char *params[] = {v, n};
+    return exec_params(conn,
+                       "UPDATE shardgate.migrations SET statement_started = $2 WHERE version = $1",
+                       2, params, err);
 }
 
 int sg_registry_finish(PGconn *conn, int64_t version, sg_registry_status status,

@@ -29,12 +29,14 @@ const char *sg_registry_status_name(sg_registry_status status);
 typedef struct sg_registry_row {
     int64_t version;
     char *name;
-    char checksum[SG_SHA256_HEX_LEN + 1];
+    char checksum[SG_SHA256_HEX_LEN];
     char *mode;
     sg_registry_status status;
     int statements_done;
-    char *started_at, *finished_at;    /* ISO 8601, UTC; finished_at NULL until done */
-    int64_t duration_ms;               /* -1 until done */
+    char done_checksum[SG_SHA256_HEX_LEN]; /* of the statements done ("" for none) */
+    int statement_started;          /* a statement outside a transaction was started: its number */
+    char *started_at, *finished_at; /* ISO 8601, UTC; finished_at NULL until done */
+    int64_t duration_ms;            /* -1 until done */
     char *host, *run_id, *snapshot_id; /* NULL when not known */
     char *fingerprint;                 /* schema fingerprint after this migration */
     char *description;                 /* its normalized description (for diffs) */
@@ -81,11 +83,21 @@ int sg_registry_event(PGconn *conn, const sg_registry_actor *actor, int64_t vers
 int sg_registry_begin(PGconn *conn, const sg_registry_actor *actor, const sg_migration *m,
                       sg_registry_status status, sg_error *err);
 
-/* Sets the status and keeps the progress (a resumed run). */
-int sg_registry_mark(PGconn *conn, int64_t version, sg_registry_status status, sg_error *err);
+/* Sets the status and keeps the progress (a resumed run); checksum, when not
+ * NULL, replaces the file's (a file edited after its done statements). */
+int sg_registry_mark(PGconn *conn, int64_t version, sg_registry_status status, const char *checksum,
+                     sg_error *err);
 
-/* Records that `done` statements of the current direction have run. */
-int sg_registry_progress(PGconn *conn, int64_t version, int done, sg_error *err);
+/* Records that `done` statements of the current direction have run, and
+ * the digest of their text (sg_sql_script_digest), so that a resumed run can
+ * tell whether they are still the statements of the file. */
+int sg_registry_progress(PGconn *conn, int64_t version, int done, const char *done_checksum,
+                         sg_error *err);
+
+/* Records that statement number `statement` (1-based), which runs outside a
+ * transaction, has started: if the run dies before its progress is recorded,
+ * the next one knows the statement may have completed. */
+int sg_registry_started(PGconn *conn, int64_t version, int statement, sg_error *err);
 
 /* Sets the row's final status, finished_at, duration and (when not NULL) the
  * schema fingerprint and description. */

@@ -1,6 +1,7 @@
 #include "stages/sql.h"
 
 #include <pg_query.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +254,21 @@ size_t sg_sql_script_count(const sg_sql_script *script)
 const sg_sql_stmt *sg_sql_script_stmt(const sg_sql_script *script, size_t index)
 {
     return index < script->count ? &script->stmts[index] : NULL;
+}
+
+void sg_sql_script_digest(const sg_sql_script *script, size_t count, char out[SG_SHA256_HEX_LEN])
+{
+    crypto_hash_sha256_state state;
+    uint8_t digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_init(&state);
+    for (size_t i = 0; script && i < count && i < script->count; i++) {
+        /* each text with its length, so that statements cannot run together */
+        uint64_t len = script->stmts[i].len;
+        crypto_hash_sha256_update(&state, (const uint8_t *)&len, sizeof(len));
+        crypto_hash_sha256_update(&state, (const uint8_t *)script->stmts[i].text, len);
+    }
+    crypto_hash_sha256_final(&state, digest);
+    sg_hex_encode(out, digest, sizeof(digest));
 }
 
 int sg_sql_stmt_allows(const sg_sql_stmt *stmt, const char *rule)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "common/error.h"
+#include "common/sha256.h"
 
 typedef struct sg_sql_stmt {
     const char *text; /* from its first token to its last, without the ';' */
@@ -35,6 +36,10 @@ const sg_sql_stmt *sg_sql_script_stmt(const sg_sql_script *script, size_t index)
 
 /* NULL is a no-op. */
 void sg_sql_script_free(sg_sql_script *script);
+
+/* SHA-256 (hex) over the text of the first `count` statements, which
+ * tells whether the statements a run has done are still those of the file. */
+void sg_sql_script_digest(const sg_sql_script *script, size_t count, char out[SG_SHA256_HEX_LEN]);
 
 /* Whether rule is silenced for stmt by a `-- shardgate:allow` comment. */
 int sg_sql_stmt_allows(const sg_sql_stmt *stmt, const char *rule);

@@ -320,7 +320,7 @@ START_TEST(lock_held_then_released)
     ck_assert_int_eq(sgt_wait(pid), 0);
     char *errors = sgt_asprintf("%s/stderr", dir);
     char *log = sgt_read_file(errors, NULL);
-    assert_contains(log, "lock not granted within lock_timeout");
+    assert_contains(log, "a lock was not granted within lock_timeout");
     assert_contains(log, "blocked by: pid");
     assert_contains(log, "blocker");
     free(log);
@@ -692,6 +692,241 @@ START_TEST(missing_file_is_shown_and_blocks_revert)
 }
 END_TEST
 
+/* Runs migrate and returns its stderr, asserting the exit status. */
+static char *migrate_log(const fixture *f, int want)
+{
+    const char *argv[] = {"shardgate", "migrate", "--dsn", f->db, "--migrations", f->dir, NULL};
+    sgt_result r;
+    ck_assert_int_eq(sgt_run(&r, argv, NULL), want);
+    free(r.out);
+    return r.err;
+}
+
+static const char audit_index[] = "-- shardgate:transaction=off\n"
+                                  "-- shardgate:up\n"
+                                  "CREATE TABLE audit (id int);\n"
+                                  "CREATE INDEX CONCURRENTLY audit_id ON audit (id);\n"
+                                  "-- shardgate:down\n"
+                                  "DROP INDEX CONCURRENTLY audit_id;\n"
+                                  "DROP TABLE audit;\n";
+
+START_TEST(index_build_that_completed_is_not_run_again)
+{
+    fixture f = with_orders("completed");
+    write_file(&f, "0002_audit.sql", audit_index);
+    free(run_ok(&f, "migrate", NULL));
+    /* the registry as a run leaves it when it dies after the build finished
+     * and before its progress was recorded */
+    sgt_pg_exec(f.db, "UPDATE shardgate.migrations SET status = 'applying', statements_done = 1,"
+                      " statement_started = 2 WHERE version = 2");
+    char *log = migrate_log(&f, 0);
+    assert_contains(log, "0002_audit.sql:4: completed before the last run stopped");
+    free(log);
+    assert_value(&f,
+                 "SELECT status || ':' || statements_done FROM shardgate.migrations"
+                 " WHERE version = 2",
+                 "applied:2");
+    /* and the same for a DROP INDEX CONCURRENTLY of a revert */
+    free(run_ok(&f, "revert", (const char *const[]){"--to", "1", NULL}));
+    free(run_ok(&f, "migrate", NULL));
+    sgt_pg_exec(f.db, "DROP INDEX audit_id;"
+                      "UPDATE shardgate.migrations SET status = 'reverting', statements_done = 0,"
+                      " statement_started = 1 WHERE version = 2");
+    free(run_ok(&f, "revert", (const char *const[]){"--to", "1", NULL}));
+    assert_value(&f, "SELECT to_regclass('audit') IS NULL", "t");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(runner_killed_during_index_build)
+{
+    fixture f = with_orders("killedbuild");
+    write_file(&f, "0002_audit.sql", audit_index);
+    /* an open transaction with a snapshot keeps CREATE INDEX CONCURRENTLY
+     * waiting in its last phase */
+    PGconn *reader = hold(&f, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM orders");
+    char *dir = sgt_asprintf("%s/run", f.dir);
+    pid_t pid = spawn(&f, dir, NULL);
+    wait_for(&f, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name ="
+                 " 'shardgate' AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type ="
+                 " 'Lock')");
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    ck_assert_int_eq(sgt_wait(pid), 128 + SIGKILL);
+    /* the server notices the client is gone within seconds
+     * (client_connection_check_interval), ends the build and the session,
+     * and with it the migration lock */
+    wait_for(&f, "SELECT NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory')");
+    PQfinish(reader);
+    assert_value(&f,
+                 "SELECT status || ':' || statements_done || ':' || statement_started"
+                 " FROM shardgate.migrations WHERE version = 2",
+                 "applying:1:2");
+    char *log = migrate_log(&f, 0);
+    assert_contains(log, "the last run stopped during this statement; running it again");
+    free(log);
+    assert_value(&f, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'audit_id'::regclass",
+                 "t");
+    free(dir);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(edited_rest_of_a_failed_file_resumes)
+{
+    fixture f = with_orders("editedrest");
+    write_file(&f, "0002_p.sql",
+               "-- shardgate:transaction=off\n"
+               "-- shardgate:up\n"
+               "CREATE TABLE p (id int);\n"
+               "CREATE INDEX CONCURRENTLY p_id ON p (no_such_column);\n"
+               "-- shardgate:down\n"
+               "DROP INDEX CONCURRENTLY p_id;\nDROP TABLE p;\n");
+    free(run_fails(&f, EXIT_DB, "migrate", NULL,
+                   (const char *const[]){"0002_p.sql:4", "no_such_column", NULL}));
+    assert_value(&f,
+                 "SELECT status || ':' || statements_done FROM shardgate.migrations"
+                 " WHERE version = 2",
+                 "failed:1");
+    /* an edit of the statement already run cannot be resumed */
+    write_file(&f, "0002_p.sql",
+               "-- shardgate:transaction=off\n"
+               "-- shardgate:up\n"
+               "CREATE TABLE p (id bigint);\n"
+               "CREATE INDEX CONCURRENTLY p_id ON p (id);\n"
+               "-- shardgate:down\n"
+               "DROP INDEX CONCURRENTLY p_id;\nDROP TABLE p;\n");
+    free(run_fails(
+        &f, EXIT_MISMATCH, "migrate", NULL,
+        (const char *const[]){"0002_p.sql changed in the 1 statements already run", NULL}));
+    /* nor a file that is no longer transaction=off */
+    write_file(&f, "0002_p.sql",
+               "-- shardgate:up\n"
+               "CREATE TABLE p (id int);\n"
+               "-- shardgate:down\n"
+               "DROP TABLE p;\n");
+    free(run_fails(&f, EXIT_TARGET, "migrate", NULL,
+                   (const char *const[]){"no longer says transaction=off", NULL}));
+    /* the fix of the failed statement alone resumes */
+    write_file(&f, "0002_p.sql",
+               "-- shardgate:transaction=off\n"
+               "-- shardgate:up\n"
+               "CREATE TABLE p (id int);\n"
+               "CREATE INDEX CONCURRENTLY p_id ON p (id);\n"
+               "-- shardgate:down\n"
+               "DROP INDEX CONCURRENTLY p_id;\nDROP TABLE p;\n");
+    char *log = migrate_log(&f, 0);
+    assert_contains(log, "0002_p.sql changed after 1 of its statements ran; those are unchanged");
+    free(log);
+    char *out = run_ok(&f, "status", (const char *const[]){"--check", NULL});
+    assert_contains(out, "2 applied, 0 pending");
+    free(out);
+    assert_value(&f, "SELECT count(*) FROM shardgate.events WHERE action = 'changed-resumed'", "1");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(verify_failures_that_are_not_undone)
+{
+    fixture f = with_orders("noundo");
+    /* no down section: nothing to undo with, so the statements stay */
+    write_file(&f, "0002_keep.sql",
+               "-- shardgate:transaction=off\n"
+               "-- shardgate:allow missing-down\n"
+               "-- shardgate:up\n"
+               "CREATE TABLE keep (id int);\n"
+               "-- shardgate:verify\n"
+               "SELECT false;\n");
+    free(run_fails(&f, EXIT_MISMATCH, "migrate", NULL,
+                   (const char *const[]){"verify statement returned false",
+                                         "has no down section: its statements stay", NULL}));
+    assert_value(&f, "SELECT to_regclass('keep') IS NOT NULL", "t");
+    assert_value(&f,
+                 "SELECT status || ':' || statements_done FROM shardgate.migrations"
+                 " WHERE version = 2",
+                 "failed:1");
+    remove_file(&f, "0002_keep.sql");
+    sgt_pg_exec(f.db, "DROP TABLE keep; DELETE FROM shardgate.migrations WHERE version = 2");
+    /* a verify that times out proves nothing: no undo, and a rerun verifies again */
+    write_file(&f, "0002_slow.sql",
+               "-- shardgate:transaction=off statement_timeout=300ms\n"
+               "-- shardgate:up\n"
+               "CREATE TABLE slow (id int);\n"
+               "-- shardgate:down\n"
+               "DROP TABLE slow;\n"
+               "-- shardgate:verify\n"
+               "SELECT pg_sleep(2) IS NOT NULL;\n");
+    free(run_fails(&f, EXIT_DB, "migrate", NULL,
+                   (const char *const[]){"verify statement failed", "statement timeout", NULL}));
+    assert_value(&f, "SELECT to_regclass('slow') IS NOT NULL", "t");
+    assert_value(&f, "SELECT count(*) FROM shardgate.events WHERE action = 'revert'", "0");
+    write_file(&f, "0002_slow.sql",
+               "-- shardgate:transaction=off statement_timeout=300ms\n"
+               "-- shardgate:up\n"
+               "CREATE TABLE slow (id int);\n"
+               "-- shardgate:down\n"
+               "DROP TABLE slow;\n"
+               "-- shardgate:verify\n"
+               "SELECT pg_sleep(0.01) IS NOT NULL;\n");
+    char *log = migrate_log(&f, 0);
+    assert_contains(log, "resuming after statement 1");
+    free(log);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(procedures_that_commit_and_session_settings)
+{
+    fixture f = with_orders("session");
+    write_file(&f, "0002_batches.sql",
+               "-- shardgate:transaction=off\n"
+               "-- shardgate:up\n"
+               "CREATE TABLE batches (id int);\n"
+               "DO $$ BEGIN FOR i IN 1..3 LOOP INSERT INTO batches VALUES (i); COMMIT; END LOOP;"
+               " END $$;\n"
+               "-- shardgate:down\n"
+               "DROP TABLE batches;\n");
+    /* a file that changes its session's search_path leaves the next one alone */
+    write_file(&f, "0003_path.sql",
+               "-- shardgate:up\n"
+               "SET search_path = no_such_schema;\n"
+               "-- shardgate:down\n"
+               "RESET search_path;\n");
+    write_file(&f, "0004_table.sql",
+               "-- shardgate:up\n"
+               "CREATE TABLE placed (id int);\n"
+               "-- shardgate:down\n"
+               "DROP TABLE placed;\n");
+    free(run_ok(&f, "migrate", NULL));
+    assert_value(&f, "SELECT count(*) FROM batches", "3");
+    assert_value(&f, "SELECT to_regclass('public.placed') IS NOT NULL", "t");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(failed_file_that_was_removed_is_skipped)
+{
+    fixture f = with_orders("removedfailed");
+    write_file(&f, "0002_broken.sql",
+               "-- shardgate:up\n"
+               "ALTER TABLE no_such_table ADD COLUMN x int;\n"
+               "-- shardgate:down\n"
+               "ALTER TABLE no_such_table DROP COLUMN x;\n");
+    free(run_fails(&f, EXIT_DB, "migrate", NULL,
+                   (const char *const[]){"0002_broken.sql:2", "no_such_table", NULL}));
+    remove_file(&f, "0002_broken.sql");
+    write_file(&f, "0003_fixed.sql",
+               "-- shardgate:up\n"
+               "CREATE TABLE fixed (id int);\n"
+               "-- shardgate:down\n"
+               "DROP TABLE fixed;\n");
+    char *log = migrate_log(&f, 0);
+    assert_contains(log, "version 2 (broken) failed before and its file is gone");
+    free(log);
+    assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 3", "applied");
+    teardown(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -714,6 +949,12 @@ static Suite *suite(void)
         {"interrupt", interrupt_cancels_a_waiting_statement},
         {"newer_registry", registry_of_a_newer_version_is_refused},
         {"missing_file", missing_file_is_shown_and_blocks_revert},
+        {"completed_build", index_build_that_completed_is_not_run_again},
+        {"killed_build", runner_killed_during_index_build},
+        {"edited_rest", edited_rest_of_a_failed_file_resumes},
+        {"no_undo", verify_failures_that_are_not_undone},
+        {"session", procedures_that_commit_and_session_settings},
+        {"removed_failed", failed_file_that_was_removed_is_skipped},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -25,7 +25,7 @@ static PGconn *connect_to(const char *conninfo)
 static sg_migration migration(int64_t version, const char *name)
 {
     sg_migration m = {.version = version, .name = (char *)name, .mode = SG_MIGRATION_STATEMENTS};
-    memset(m.sha256, 'a', SG_SHA256_HEX_LEN);
+    memset(m.sha256, 'a', SG_SHA256_HEX_LEN - 1);
     return m;
 }
 
@@ -63,8 +63,10 @@ START_TEST(rows_through_their_life)
     ck_assert_int_eq(sg_registry_ensure(conn, &err), 0);
     ck_assert_int_eq(sg_registry_ensure(conn, &err), 0); /* once is enough; twice is harmless */
     ck_assert_int_eq(sg_registry_begin(conn, &actor, &m, SG_REGISTRY_APPLYING, &err), 0);
-    ck_assert_int_eq(sg_registry_progress(conn, 7, 2, &err), 0);
-    ck_assert_int_eq(sg_registry_mark(conn, 7, SG_REGISTRY_FAILED, &err), 0);
+    ck_assert_int_eq(sg_registry_started(conn, 7, 1, &err), 0);
+    ck_assert_int_eq(sg_registry_progress(conn, 7, 2, "d2", &err), 0);
+    ck_assert_int_eq(sg_registry_started(conn, 7, 3, &err), 0);
+    ck_assert_int_eq(sg_registry_mark(conn, 7, SG_REGISTRY_FAILED, NULL, &err), 0);
 
     sg_registry_rows rows;
     ck_assert_int_eq(sg_registry_read(&rows, conn, true, &err), 0);
@@ -77,6 +79,9 @@ START_TEST(rows_through_their_life)
     ck_assert_str_eq(row->mode, "statements");
     ck_assert_int_eq(row->status, SG_REGISTRY_FAILED);
     ck_assert_int_eq(row->statements_done, 2);
+    ck_assert_str_eq(row->done_checksum, "d2");
+    ck_assert_int_eq(row->statement_started, 3);
+    ck_assert_str_eq(row->checksum, m.sha256);
     ck_assert_str_eq(row->host, "host-a");
     ck_assert_str_eq(row->run_id, "run-1");
     ck_assert_str_eq(row->snapshot_id, "snap-1");
@@ -85,6 +90,9 @@ START_TEST(rows_through_their_life)
     ck_assert_ptr_null(row->description);
     sg_registry_rows_clear(&rows);
 
+    /* a resumed run of an edited file records its new checksum */
+    ck_assert_int_eq(sg_registry_mark(conn, 7, SG_REGISTRY_APPLYING, "feed", &err), 0);
+    assert_value(db, "SELECT checksum || ':' || status FROM shardgate.migrations", "feed:applying");
     /* a new attempt starts over, and keeps the snapshot id it had */
     sg_registry_actor again = {"host-b", "run-2", NULL};
     ck_assert_int_eq(sg_registry_begin(conn, &again, &m, SG_REGISTRY_APPLYING, &err), 0);
@@ -93,6 +101,8 @@ START_TEST(rows_through_their_life)
     row = &rows.items[0];
     ck_assert_int_eq(row->status, SG_REGISTRY_APPLIED);
     ck_assert_int_eq(row->statements_done, 0);
+    ck_assert_int_eq(row->statement_started, 0);
+    ck_assert_str_eq(row->done_checksum, "");
     ck_assert_str_eq(row->run_id, "run-2");
     ck_assert_str_eq(row->snapshot_id, "snap-1");
     ck_assert_str_eq(row->fingerprint, "f1");

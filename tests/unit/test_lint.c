@@ -487,6 +487,21 @@ START_TEST(test_data_change)
 }
 END_TEST
 
+START_TEST(test_concurrent_index_unnamed)
+{
+    linted bad, named;
+    LINT(&bad,
+         "-- shardgate:transaction=off\n" UP("CREATE INDEX CONCURRENTLY ON orders (total);\n"));
+    assert_only(&bad, "concurrent-index-unnamed", 1);
+    assert_contains(nth(&bad, "concurrent-index-unnamed", 0)->message, "on orders has no name");
+    LINT(&named, "-- shardgate:transaction=off\n" UP(
+                     "CREATE INDEX CONCURRENTLY orders_total ON orders (total);\n"));
+    assert_clean(&named);
+    linted_free(&bad);
+    linted_free(&named);
+}
+END_TEST
+
 START_TEST(test_copy_client)
 {
     linted bad, server;
@@ -892,6 +907,7 @@ int main(void)
         {"lock_truncate_vacuum_cluster", test_lock_truncate_vacuum_cluster},
         {"data_change", test_data_change},
         {"copy_client", test_copy_client},
+        {"concurrent_index_unnamed", test_concurrent_index_unnamed},
         {"missing_down", test_missing_down},
         {"verify_not_read_only", test_verify_not_read_only},
         {"bluegreen_other_table", test_bluegreen_other_table},

@@ -1,0 +1,34 @@
+/* What the parts of the migration engine share: apply.c plans a run and
+ * drives it, apply_file.c runs one file of the plan. */
+#ifndef SG_STAGES_APPLY_IMPL_H
+#define SG_STAGES_APPLY_IMPL_H
+
+#include <jansson.h>
+
+#include "stages/apply.h"
+#include "stages/exec.h"
+
+typedef struct sg_apply_engine {
+    PGconn *conn;
+    const sg_apply_options *opts;
+    sg_registry_actor actor;
+    sg_exec_watch watch;
+    char host[256];
+    char run_id[40];
+} sg_apply_engine;
+
+/* Appends an event to the registry; the detail (may be NULL) is consumed.
+ * Recording must not fail a migration, so a failure is only logged. */
+void sg_apply_event(sg_apply_engine *e, const sg_migration *m, const char *action, json_t *detail);
+
+/* {"error", "class", "sqlstate"} of a failure, for an event. */
+json_t *sg_apply_error_detail(const sg_error *failure);
+
+/* Resets the session for the next file: settings a file made (search_path,
+ * role) must not leak into the next one or into the registry's writes. */
+int sg_apply_prepare_session(sg_apply_engine *e, sg_error *err);
+
+/* Runs one step of a plan (a file's up or down section). */
+int sg_apply_run_file(sg_apply_engine *e, sg_apply_step *step, sg_error *err);
+
+#endif
