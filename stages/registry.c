@@ -103,7 +103,8 @@ int sg_registry_lock(PGconn *conn, sg_error *err)
                         PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4));
     }
     sg_error_hint(err, "another shardgate run is migrating this database; wait for it to finish, "
-                       "or end that session if it is stuck");
+                       "or end that session if it is stuck (a killed run's last statement may "
+                       "still be running there)");
     PQclear(res);
     return SG_E_BUSY;
 }
