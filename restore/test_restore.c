@@ -198,6 +198,14 @@ int sg_test_restore(sg_test_restore_result *res, const sg_test_restore_options *
     if ((rc = check_indexes(res, target, opts->amcheck_heap, err)) < 0)
         goto done;
     res->seconds = seconds_since(start);
+    if (opts->on_restored) {
+        step = sg_monotonic_ms();
+        rc = opts->on_restored(opts->on_restored_ctx, sg_sandbox_conninfo(sandbox), RESTORED_DB,
+                               err);
+        res->hook_seconds = seconds_since(step);
+        if (rc < 0)
+            goto done;
+    }
 done:
     if (rc < 0)
         res->seconds = seconds_since(start);

@@ -32,6 +32,12 @@ typedef struct sg_test_restore_options {
      * and order, which is what a changed collation breaks. */
     bool amcheck_heap;
     sg_sandbox_options sandbox; /* pg_major is taken from the snapshot */
+    /* Runs on the restored copy, verified and checked, before the sandbox
+     * goes: the pipeline rehearses its migrations there. server is a libpq
+     * conninfo for the sandbox's server, dbname the restored database's
+     * name. NULL for none; its failure is the test's. */
+    int (*on_restored)(void *ctx, const char *server, const char *dbname, sg_error *err);
+    void *on_restored_ctx;
 } sg_test_restore_options;
 
 /* What was proven and measured. Filled as far as the test got, so a failed
@@ -48,6 +54,7 @@ typedef struct sg_test_restore_result {
     uint64_t stored_bytes, tables, rows;
     bool amcheck; /* amcheck was available and ran */
     uint64_t indexes_checked;
+    double hook_seconds; /* in on_restored */
 } sg_test_restore_result;
 
 /* Runs the test. Errors as restore and verify give them, SG_E_MISMATCH for
