@@ -1,6 +1,7 @@
 #include "stages/rehearse.h"
 
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,46 +38,73 @@ done:
     return out;
 }
 
+static int admin_connect(PGconn **conn, const char *server, sg_error *err)
+{
+    char *admin = on_database(server, "postgres");
+    int rc = admin ? sg_pg_connect(conn, admin, "sandbox server", err)
+                   : sg_error_set(err, SG_E_NOMEM, "out of memory");
+    free(admin);
+    return rc;
+}
+
+static char *quote(PGconn *conn, const char *name, sg_error *err)
+{
+    char *q = PQescapeIdentifier(conn, name, strlen(name));
+    if (!q)
+        sg_error_set(err, SG_E_FORMAT, "cannot quote the name \"%s\": %s", name,
+                     PQerrorMessage(conn));
+    return q;
+}
+
 /* A fresh copy of the restored database, made from it as a template: the
  * rehearsal may do anything to the copy, and the restored database stays as
- * the snapshot had it, for the comparison. */
+ * the snapshot had it, for the comparison. The copy's name is new, and
+ * CREATE fails rather than reuse a database that exists. */
 static int copy_database(const char *server, const char *from, const char *to, sg_error *err)
 {
     PGconn *conn = NULL;
-    char *admin = on_database(server, "postgres"), *sql = NULL, *qfrom = NULL, *qto = NULL;
+    char *qfrom = NULL, *qto = NULL, *sql = NULL;
     int rc;
-    if (!admin)
-        return sg_error_set(err, SG_E_NOMEM, "out of memory");
-    if ((rc = sg_pg_connect(&conn, admin, "sandbox server", err)) < 0)
+    if ((rc = admin_connect(&conn, server, err)) < 0)
         goto done;
-    qfrom = PQescapeIdentifier(conn, from, strlen(from));
-    qto = PQescapeIdentifier(conn, to, strlen(to));
+    if (!(qfrom = quote(conn, from, err)) || !(qto = quote(conn, to, err))) {
+        rc = SG_E_FORMAT;
+        goto done;
+    }
     /* FILE_COPY (15+) copies the files at once rather than block by block
      * through the WAL: much faster for a large copy, and nothing here needs
      * the WAL */
-    if (!qfrom || !qto ||
-        !(sql =
-              sg_asprintf("DROP DATABASE IF EXISTS %s; CREATE DATABASE %s TEMPLATE %s%s", qto, qto,
-                          qfrom, PQserverVersion(conn) >= 150000 ? " STRATEGY FILE_COPY" : ""))) {
+    if (!(sql = sg_asprintf("CREATE DATABASE %s TEMPLATE %s%s", qto, qfrom,
+                            PQserverVersion(conn) >= 150000 ? " STRATEGY FILE_COPY" : ""))) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
         goto done;
     }
-    /* two statements, each outside a transaction: sent one by one; the
-     * notice that there was nothing to drop is noise */
-    char *create = strstr(sql, "; CREATE");
-    *create = '\0';
-    if ((rc = sg_pg_exec(conn, "SET client_min_messages = warning", err)) == 0 &&
-        (rc = sg_pg_exec(conn, sql, err)) == 0)
-        rc = sg_pg_exec(conn, create + 2, err);
+    rc = sg_pg_exec(conn, sql, err);
+done:
     if (rc < 0)
         sg_error_prefix(err, "cannot copy database %s for the rehearsal", from);
-done:
     PQfreemem(qfrom);
     PQfreemem(qto);
     free(sql);
-    free(admin);
     PQfinish(conn);
     return rc;
+}
+
+/* The copy goes when the rehearsal ends: a sandbox is thrown away anyway,
+ * but a server kept for rehearsals should not fill up with copies. */
+static void drop_copy(const char *server, const char *copy)
+{
+    sg_error err = {0};
+    PGconn *conn = NULL;
+    char *q = NULL, *sql = NULL;
+    if (admin_connect(&conn, server, &err) == 0 && (q = quote(conn, copy, &err)) &&
+        (sql = sg_asprintf("DROP DATABASE %s", q)))
+        sg_pg_exec(conn, sql, &err);
+    if (err.code)
+        sg_log(SG_LOG_WARNING, "cannot drop the rehearsal's database %s: %s", copy, err.message);
+    PQfreemem(q);
+    free(sql);
+    PQfinish(conn);
 }
 
 /* ---- the migrations ---- */
@@ -171,21 +199,36 @@ typedef struct name_list {
     size_t count;
 } name_list;
 
-static int add_name(name_list *l, const PgQuery__RangeVar *rv, sg_error *err)
+static void name_list_clear(name_list *l)
 {
-    if (!rv || !rv->relname)
-        return 0;
-    /* unqualified names are taken to be in public, as lint does */
-    char *name = sg_asprintf("%s.%s", rv->schemaname && *rv->schemaname ? rv->schemaname : "public",
-                             rv->relname);
-    char **grown = name ? sg_array_grow(l->items, l->count, sizeof(char *)) : NULL;
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+}
+
+static int add_line(name_list *l, char *line, sg_error *err)
+{
+    char **grown = line ? sg_array_grow(l->items, l->count, sizeof(char *)) : NULL;
     if (!grown) {
-        free(name);
+        free(line);
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     }
     l->items = grown;
-    l->items[l->count++] = name;
+    l->items[l->count++] = line;
     return 0;
+}
+
+/* The name as the file wrote it, quoted, so that the server resolves it as
+ * the statement did. */
+static int add_name(name_list *l, PGconn *conn, const PgQuery__RangeVar *rv, sg_error *err)
+{
+    if (!rv || !rv->relname)
+        return 0;
+    return add_line(l,
+                    sg_pg_qualified_name(conn,
+                                         rv->schemaname && *rv->schemaname ? rv->schemaname : NULL,
+                                         rv->relname),
+                    err);
 }
 
 static const PgQuery__RangeVar *written_table(const PgQuery__Node *n)
@@ -207,38 +250,49 @@ static const PgQuery__RangeVar *written_table(const PgQuery__Node *n)
 }
 
 /* The tables the rehearsed data-change files write to: their rows may
- * differ on purpose, so they are not compared. */
-static int data_change_tables(name_list *out, const sg_rehearsal_result *res, sg_error *err)
+ * differ on purpose, so they are not compared. A write to a partitioned
+ * (or inheritance) parent writes to its children, which are the tables
+ * compared: each name stands for its whole tree, as "schema<TAB>table". */
+static const char tree_sql[] =
+    "WITH RECURSIVE tree(oid) AS ("
+    " SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)"
+    " UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.oid)"
+    " SELECT n.nspname || E'\\t' || c.relname FROM tree"
+    " JOIN pg_catalog.pg_class c ON c.oid = tree.oid"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
+
+static int data_change_tables(name_list *out, PGconn *conn, const sg_rehearsal_result *res,
+                              sg_error *err)
 {
-    for (size_t i = 0; i < res->nfiles; i++) {
+    name_list written = {0};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < res->nfiles; i++) {
         const sg_migration *m = res->files[i].migration;
         const sg_sql_script *up = m->up.script;
-        if (!m->data_change || !up)
-            continue;
-        for (size_t j = 0; j < sg_sql_script_count(up); j++) {
-            int rc = add_name(out, written_table(sg_sql_script_stmt(up, j)->tree), err);
-            if (rc < 0)
-                return rc;
-        }
+        for (size_t j = 0; rc == 0 && m->data_change && up && j < sg_sql_script_count(up); j++)
+            rc = add_name(&written, conn, written_table(sg_sql_script_stmt(up, j)->tree), err);
     }
-    return 0;
+    for (size_t i = 0; rc == 0 && i < written.count; i++) {
+        PGresult *tree = NULL;
+        const char *params[] = {written.items[i]};
+        if ((rc = sg_pg_query_params(&tree, conn, tree_sql, 1, params, err)) < 0)
+            break;
+        for (int t = 0; rc == 0 && t < PQntuples(tree); t++)
+            rc = add_line(out, sg_strdup(PQgetvalue(tree, t, 0)), err);
+        PQclear(tree);
+    }
+    name_list_clear(&written);
+    return rc;
 }
 
 static bool listed(const name_list *l, const char *schema, const char *table)
 {
     size_t ns = strlen(schema);
     for (size_t i = 0; i < l->count; i++)
-        if (strncmp(l->items[i], schema, ns) == 0 && l->items[i][ns] == '.' &&
+        if (strncmp(l->items[i], schema, ns) == 0 && l->items[i][ns] == '\t' &&
             strcmp(l->items[i] + ns + 1, table) == 0)
             return true;
     return false;
-}
-
-static void name_list_clear(name_list *l)
-{
-    for (size_t i = 0; i < l->count; i++)
-        free(l->items[i]);
-    free(l->items);
 }
 
 /* ---- comparing the tables ---- */
@@ -361,6 +415,7 @@ static int compare_table(sg_rehearsal_table *t, PGconn *before, PGconn *after,
         goto done;
     if (ca.gone) {
         t->result = SG_TABLE_DROPPED;
+        rc = count_rows(&t->rows, before, qualified, err);
         goto done;
     }
     if ((rc = surviving_columns(&list, &t->columns_compared, &t->columns, before, &cb, &ca, err)) <
@@ -404,7 +459,7 @@ static int compare_tables(sg_rehearsal_result *res, PGconn *before, PGconn *afte
     name_list changed = {0};
     PGresult *tables = NULL;
     int rc;
-    if ((rc = data_change_tables(&changed, res, err)) < 0 ||
+    if ((rc = data_change_tables(&changed, before, res, err)) < 0 ||
         (rc = sg_pg_pin_settings(before, err)) < 0 || (rc = sg_pg_pin_settings(after, err)) < 0 ||
         (rc = sg_pg_query(&tables, before, tables_sql, err)) < 0)
         goto done;
@@ -422,10 +477,12 @@ static int compare_tables(sg_rehearsal_result *res, PGconn *before, PGconn *afte
             rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
             goto done;
         }
-        if (listed(&changed, schema, name))
+        if (listed(&changed, schema, name)) {
             t->result = SG_TABLE_DATA_CHANGE;
-        else
+            rc = count_rows(&t->rows, before, qualified, err);
+        } else {
             rc = compare_table(t, before, after, qualified, err);
+        }
         free(qualified);
         if (rc < 0)
             goto done;
@@ -447,16 +504,18 @@ int sg_rehearse(sg_rehearsal_result *out, const char *server, const char *dbname
     PGconn *before = NULL, *after = NULL;
     sg_schema_desc *desc = NULL;
     sg_apply_options o;
+    bool copied = false;
     int rc;
     memset(out, 0, sizeof(*out));
-    /* NAMEDATALEN is 64: keep the copy's name within it */
-    snprintf(copy, sizeof(copy), "%.50s_rehearsal", dbname);
+    snprintf(copy, sizeof(copy), "shardgate_rehearsal_%08" PRIx32, randombytes_random());
     if (!(before_dsn = on_database(server, dbname)) || !(after_dsn = on_database(server, copy))) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
         goto done;
     }
-    if ((rc = copy_database(server, dbname, copy, err)) < 0 ||
-        (rc = sg_pg_connect(&after, after_dsn, "rehearsal database", err)) < 0)
+    if ((rc = copy_database(server, dbname, copy, err)) < 0)
+        goto done;
+    copied = true;
+    if ((rc = sg_pg_connect(&after, after_dsn, "rehearsal database", err)) < 0)
         goto done;
 
     apply_options(&o, after_dsn, opts);
@@ -485,6 +544,8 @@ done:
     sg_schema_desc_free(desc);
     PQfinish(before);
     PQfinish(after);
+    if (copied)
+        drop_copy(server, copy);
     free(before_dsn);
     free(after_dsn);
     return rc;

@@ -43,7 +43,7 @@ typedef enum {
 typedef struct sg_rehearsal_table {
     char *schema, *name;
     sg_table_comparison result;
-    uint64_t rows;
+    uint64_t rows;                    /* in the restored database */
     size_t columns_compared, columns; /* surviving columns compared, of all it had */
 } sg_rehearsal_table;
 
@@ -60,9 +60,9 @@ typedef struct sg_rehearsal_result {
 
 /* Rehearses on the server named by the libpq conninfo `server`, whose
  * database `dbname` holds the restored copy (left untouched: the rehearsal
- * works on a copy of it). SG_E_MISMATCH names a table whose rows changed,
- * SG_E_OBJECTIVE a file over the budget; the migrations' own failures are as
- * sg_migrate gives them, prefixed with the step (up, down, up again). */
+ * works on a copy of it, which is dropped at the end). SG_E_MISMATCH names a table whose rows
+ * changed, SG_E_OBJECTIVE a file over the budget; the migrations' own failures are as sg_migrate
+ * gives them, prefixed with the step (up, down, up again). */
 int sg_rehearse(sg_rehearsal_result *out, const char *server, const char *dbname,
                 const sg_rehearsal_options *opts, sg_error *err);
 
