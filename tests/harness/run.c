@@ -253,6 +253,23 @@ char *sgt_read_file(const char *path, size_t *len)
     return finish(&s, len ? len : &ignored);
 }
 
+void sgt_write_file(const char *dir, const char *name, const char *text)
+{
+    char *path = sgt_asprintf("%s/%s", dir, name);
+    FILE *out = fopen(path, "w");
+    if (!out || fputs(text, out) < 0 || fclose(out) != 0)
+        sgt_abort("cannot write %s: %s", path, strerror(errno));
+    free(path);
+}
+
+void sgt_remove_file(const char *dir, const char *name)
+{
+    char *path = sgt_asprintf("%s/%s", dir, name);
+    if (unlink(path) < 0)
+        sgt_abort("cannot remove %s: %s", path, strerror(errno));
+    free(path);
+}
+
 char *sgt_asprintf(const char *fmt, ...)
 {
     va_list ap;

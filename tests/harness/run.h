@@ -42,6 +42,11 @@ void sgt_abort(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
  * is not NULL; NULL if it cannot be read. */
 char *sgt_read_file(const char *path, size_t *len);
 
+/* Writes text to DIR/NAME, replacing it; removes DIR/NAME. Failures end
+ * the test. */
+void sgt_write_file(const char *dir, const char *name, const char *text);
+void sgt_remove_file(const char *dir, const char *name);
+
 /* printf into a new string (to free); aborts the process when out of memory. */
 char *sgt_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -79,19 +79,12 @@ static void teardown(fixture *f)
 
 static void write_file(const fixture *f, const char *name, const char *text)
 {
-    char *path = sgt_asprintf("%s/%s", f->dir, name);
-    FILE *out = fopen(path, "w");
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(fputs(text, out) >= 0, 1);
-    ck_assert_int_eq(fclose(out), 0);
-    free(path);
+    sgt_write_file(f->dir, name, text);
 }
 
 static void remove_file(const fixture *f, const char *name)
 {
-    char *path = sgt_asprintf("%s/%s", f->dir, name);
-    ck_assert_int_eq(unlink(path), 0);
-    free(path);
+    sgt_remove_file(f->dir, name);
 }
 
 static void load_set(fixture *f)
