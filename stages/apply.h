@@ -73,4 +73,10 @@ int sg_revert(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
 
 void sg_apply_result_clear(sg_apply_result *res);
 
+/* Runs m's verify section on conn: every statement must succeed, and one
+ * whose first row's first column is a boolean false fails (SG_E_MISMATCH,
+ * naming the file and line). A transient failure (a timeout, a lost
+ * connection) keeps its own code: it proves nothing either way. */
+int sg_migration_verify(PGconn *conn, const sg_migration *m, sg_error *err);
+
 #endif

@@ -338,11 +338,7 @@ static int final_error(sg_apply_engine *e, const sg_migration *m, unsigned attem
 
 /* ---- verify and finish ---- */
 
-/* Runs a verify section: every statement must succeed, and one whose first
- * row's first column is a boolean false fails (SG_E_MISMATCH). A transient
- * failure (a timeout, a lost connection) keeps its own code: it proves
- * nothing either way. */
-static int run_verify(sg_apply_engine *e, const sg_migration *m, sg_error *err)
+int sg_migration_verify(PGconn *conn, const sg_migration *m, sg_error *err)
 {
     const sg_sql_script *script = m->verify.script;
     for (size_t i = 0; script && i < sg_sql_script_count(script); i++) {
@@ -351,7 +347,7 @@ static int run_verify(sg_apply_engine *e, const sg_migration *m, sg_error *err)
         char *sql = statement_sql(stmt);
         if (!sql)
             return sg_error_set(err, SG_E_NOMEM, "out of memory");
-        int rc = sg_exec_run(&res, e->conn, sql, NULL, err);
+        int rc = sg_exec_run(&res, conn, sql, NULL, err);
         free(sql);
         if (rc < 0) {
             if (rc == SG_E_INTERRUPTED || rc == SG_E_NOMEM)
@@ -425,7 +421,7 @@ static int run_transactional(sg_apply_engine *e, sg_apply_step *step, sg_error *
                 sg_error_prefix(err, "%s:%u", m->file, stmt->line);
         }
         if (rc == 0 && apply)
-            rc = run_verify(e, m, err);
+            rc = sg_migration_verify(e->conn, m, err);
         if (rc == 0)
             rc = lift_statement_timeout(e, true, err);
         if (rc == 0 && apply && (rc = finish_row(e, step, err)) == 0)
@@ -598,7 +594,7 @@ static int run_statements(sg_apply_engine *e, sg_apply_step *step, sg_error *err
     if (rc < 0)
         return rc;
     if ((rc = run_section(e, step, script, err)) == 0 && apply &&
-        (rc = run_verify(e, m, err)) == SG_E_MISMATCH)
+        (rc = sg_migration_verify(e->conn, m, err)) == SG_E_MISMATCH)
         return undo_after_verify(e, step, err);
     if (rc == 0 && (rc = lift_statement_timeout(e, false, err)) == 0) {
         if (apply && (rc = finish_row(e, step, err)) == 0) {

@@ -435,6 +435,9 @@ static int compare_table(sg_rehearsal_table *t, PGconn *before, PGconn *after,
         goto done;
     }
     t->rows = db.rows;
+    t->digest = db;
+    t->column_list = list;
+    list = NULL;
     if (!sg_digest_equal(&db, &da)) {
         rc = sg_error_set(err, SG_E_MISMATCH,
                           "the rehearsal changed the rows of table %s, and no data-change file "
@@ -535,6 +538,10 @@ int sg_rehearse(sg_rehearsal_result *out, const char *server, const char *dbname
     if ((rc = sg_schema_describe(&desc, after, err)) < 0)
         goto done;
     memcpy(out->fingerprint, sg_schema_desc_fingerprint(desc), SG_SHA256_HEX_LEN);
+    if (!(out->description = sg_strdup(sg_schema_desc_text(desc)))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
 
     if ((rc = sg_pg_connect(&before, before_dsn, "restored database", err)) < 0 ||
         (rc = compare_tables(out, before, after, err)) < 0)
@@ -556,8 +563,10 @@ void sg_rehearsal_result_clear(sg_rehearsal_result *res)
     for (size_t i = 0; i < res->ntables; i++) {
         free(res->tables[i].schema);
         free(res->tables[i].name);
+        free(res->tables[i].column_list);
     }
     free(res->tables);
     free(res->files);
+    free(res->description);
     memset(res, 0, sizeof(*res));
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/sha256.h"
 #include "stages/apply.h"
@@ -45,6 +46,11 @@ typedef struct sg_rehearsal_table {
     sg_table_comparison result;
     uint64_t rows;                    /* in the restored database */
     size_t columns_compared, columns; /* surviving columns compared, of all it had */
+    /* For an equal table: the surviving columns (a quoted list, "" for none)
+     * and their digest in the snapshot's data, which the live shard's must
+     * match after the migrations when it had no writes meanwhile. */
+    char *column_list;
+    sg_digest digest;
 } sg_rehearsal_table;
 
 typedef struct sg_rehearsal_result {
@@ -55,6 +61,7 @@ typedef struct sg_rehearsal_result {
     int64_t from_version, to_version;
     bool reverted; /* the down and second up ran (not if a file is irreversible) */
     char fingerprint[SG_SHA256_HEX_LEN]; /* of the schema the rehearsal ends with */
+    char *description;                   /* that schema's description (fingerprint.h) */
     double seconds;
 } sg_rehearsal_result;
 
