@@ -662,6 +662,7 @@ static const command commands[] = {
     {"migrate", sg_cli_migrate, "apply pending migrations to one database"},
     {"revert", sg_cli_revert, "revert migrations of one database down to a version"},
     {"status", sg_cli_status, "show applied, pending and changed migrations, and schema drift"},
+    {"plan", sg_cli_plan, "show what a pipeline run would do, touching nothing"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out)

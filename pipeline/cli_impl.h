@@ -57,4 +57,7 @@ int sg_cli_migrate(int argc, char **argv, sg_error *err);
 int sg_cli_revert(int argc, char **argv, sg_error *err);
 int sg_cli_status(int argc, char **argv, sg_error *err);
 
+/* The pipeline commands (cli_run.c). */
+int sg_cli_plan(int argc, char **argv, sg_error *err);
+
 #endif
