@@ -13,71 +13,20 @@
 #
 # See "Sandboxes and drills" in bench/README.md for what is measured and how.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-runs=3
-build_dir=$root/build-release
-install=1
 scale=50
-jobs=2
 # Sandboxes created and destroyed per driver and round.
 sandboxes=5
-# Fewer cores than this busy over 3 s with nothing of ours running: quiet.
-quiet_cores=0.2
 db=drillbench
 image=postgres:15
 # Bump when the data changes, so an old database is rebuilt rather than reused.
 marker_version=v1
 
-usage() {
-    sed -n '2,14s/^# \{0,1\}//p' "$0"
-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --runs)
-        runs=${2:?--runs needs a number}
-        shift
-        ;;
-    --build-dir)
-        build_dir=${2:?--build-dir needs a directory}
-        shift
-        ;;
-    --scale)
-        scale=${2:?--scale needs a number}
-        shift
-        ;;
-    --no-install) install=0 ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        echo "bench: unknown option $1" >&2
-        usage >&2
-        exit 2
-        ;;
-    esac
-    shift
-done
-for n in "$runs" "$scale"; do
-    case "$n" in
-    '' | *[!0-9]* | 0)
-        echo "bench: --runs and --scale take a positive integer, not \"$n\"" >&2
-        exit 2
-        ;;
-    esac
-done
+parse_options --scale -- "$@"
+require_positive "--runs and --scale take" "$runs" "$scale"
 marker="shardgate drill bench: pgbench scale $scale $marker_version"
-
-log() {
-    printf 'bench: %s\n' "$*" >&2
-}
-
-die() {
-    log "error: $*"
-    exit 1
-}
 
 # postgres refuses to run as root; as root, the fresh clusters run as the
 # postgres system user, as the local sandbox's servers do.
@@ -89,31 +38,17 @@ as_owner() {
     fi
 }
 
-work=
-server=
 fresh=
-cleanup() {
+stop_extra_servers() {
     if [ -n "$fresh" ] && [ -f "$fresh/data/postmaster.pid" ]; then
         as_owner "$pgbin/pg_ctl" stop -D "$fresh/data" -m immediate >/dev/null 2>&1 || true
     fi
-    if [ -n "$server" ]; then
-        "$root/ci/pg-server.sh" stop "$server" || true
-    fi
-    if [ -n "$work" ]; then
-        rm -rf "$work"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # --- dependencies ------------------------------------------------------------
 
 [ "$install" = 0 ] || "$root/ci/install-deps.sh"
-for tool in psql pgbench pg_dump pg_restore cmake curl; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[ -x /usr/bin/time ] || die "GNU time is not installed (Debian package time)"
+require_tools psql pgbench pg_dump pg_restore cmake curl
 # The server binaries of the fresh clusters: the ones the local sandbox and
 # ci/pg-server.sh use.
 pgbin=/usr/lib/postgresql/15/bin
@@ -131,33 +66,20 @@ elif ! curl -sf --max-time 5 --unix-socket /var/run/docker.sock \
 fi
 [ -z "$docker_why" ] || log "docker steps skipped: $docker_why"
 
-build_dir=$(realpath -m "$build_dir")
-work=$(mktemp -d "${TMPDIR:-/tmp}/shardgate-bench-drill.XXXXXX")
-# The servers run as postgres and must reach their directories.
-chmod 711 "$work"
-cd "$work"
+resolve_build_paths
+make_work_dir shardgate-bench-drill
 
 # --- release build -----------------------------------------------------------
 
-log "building shardgate and sg_bench_sandbox (Release) in $build_dir"
-if ! { cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release &&
-    cmake --build "$build_dir" -j "$jobs" --target shardgate sg_bench_sandbox; } \
-    >"$work/build.log" 2>&1; then
-    grep -m 5 -E ': error:|CMake Error|Error [0-9]' "$work/build.log" >&2 || true
-    die "the release build failed (cmake output above)"
-fi
+build_release_or_die shardgate sg_bench_sandbox
 sg=$build_dir/shardgate
 sandbox_bench=$build_dir/bench/sg_bench_sandbox
 
 # --- server, data, snapshot and dump -------------------------------------------
 
-server=$work/server
-env=$("$root/ci/pg-server.sh" start "$server") || die "could not start the server"
-eval "$env"
-
-q() {
-    psql -X -v ON_ERROR_STOP=1 -qAt -d postgres "$@"
-}
+start_server
+# q and every psql without -d talk to the maintenance database.
+export PGDATABASE=postgres
 
 # The server gets the settings a sandbox's server runs with where they can
 # change without a restart (restore/sandbox_local.c: max_wal_size 4GB,
@@ -172,8 +94,7 @@ if [ "$(q -c "SELECT shobj_description(oid, 'pg_database') FROM pg_database
     log "reusing database $db ($marker)"
 else
     log "building database $db: pgbench -i -s $scale"
-    q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" \
-        -c "CREATE DATABASE $db TEMPLATE template0"
+    fresh_db "$db"
     pgbench -i -q -s "$scale" "$db" >"$work/pgbench.log" 2>&1 ||
         die "pgbench -i failed: $(tail -n 3 "$work/pgbench.log")"
     q -c "COMMENT ON DATABASE $db IS '$marker'"
@@ -245,88 +166,29 @@ EOF
 
 # --- measuring -----------------------------------------------------------------
 
-ticks=$(getconf CLK_TCK)
-
-machine_ticks() {
-    local -a f
-    # cpu user nice system idle iowait irq softirq steal ...
-    read -r -a f </proc/stat
-    echo $((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]))
-}
-
-secs() {
-    awk -v t="$1" -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }'
-}
-
-# Cores busy over 3 s while this script does nothing: what else runs on the
-# machine (a test suite, a build) and would take CPU from the measurements.
-background_cores() {
-    local before after
-    before=$(machine_ticks)
-    sleep 3
-    after=$(machine_ticks)
-    awk -v t=$((after - before)) -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz / 3 }'
-}
-
-# Waits up to 2 minutes for the machine to be quiet; prints the last reading.
-wait_quiet() {
-    local busy i
-    for ((i = 0; i < 40; i++)); do
-        busy=$(background_cores)
-        awk -v b="$busy" -v q="$quiet_cores" 'BEGIN { exit !(b < q) }' && break
-        [ "$i" -gt 0 ] || log "the machine is busy ($busy cores); waiting for it to be quiet"
-    done
-    echo "$busy"
-}
-
 results=$work/results.tsv
 drills=$work/drills.tsv
 boxes=$work/sandboxes.tsv
-rounds=$work/rounds.tsv
 : >"$results"
 : >"$drills"
 : >"$boxes"
-: >"$rounds"
-declare -A failed
-
-# Ctrl-C reaches the children too. One that catches SIGINT and exits
-# (shardgate and sg_bench_sandbox destroy their sandboxes and exit with
-# status 16) leaves bash taking the signal as handled: no trap runs, so the
-# status has to stop the benchmark. 130 and 143: killed by SIGINT or SIGTERM
-# (GNU time reports a signal as 128 + its number).
-stop_if_interrupted() {
-    case "$1" in
-    16 | 130 | 143)
-        log "interrupted"
-        exit 130
-        ;;
-    esac
-}
+: >"$work/rounds.tsv"
 
 # measure STEP RUN COMMAND...: runs COMMAND under GNU time, its stdout into
 # $work/out, and appends "step run wall machine-cpu rss-kib" to the results;
-# the first failure of a step is kept with the first line its command wrote
-# on stderr.
+# a failure is kept (step_failed) and returns 1.
 measure() {
-    local step=$1 run=$2 rc=0 wall rss m_before m_after
+    # shellcheck disable=SC2034 # run_timed sets cpu too, unused here
+    local step=$1 run=$2 rc wall cpu rss m_before m_after
     shift 2
-    # Neither the previous step's dirty buffers nor its files still in the
-    # page cache may be written back on this step's time.
-    q -c CHECKPOINT
-    sync
+    checkpoint_and_sync
     m_before=$(machine_ticks)
-    /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>"$work/err" || rc=$?
+    run_timed "$work/out" "$@"
     m_after=$(machine_ticks)
-    stop_if_interrupted "$rc"
     if [ "$rc" != 0 ]; then
-        if [ -z "${failed[$step]:-}" ]; then
-            failed[$step]=$(grep -v '^Command exited' "$work/err" | grep -m 1 . ||
-                echo "exit status $rc")
-        fi
-        log "$step run $run failed: ${failed[$step]}"
+        step_failed "$step" "$run"
         return 1
     fi
-    read -r wall rss < <(tail -n 1 "$work/time")
     printf '%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" "$(secs $((m_after - m_before)))" \
         "$rss" >>"$results"
     log "$step run $run: $(tail -n 1 "$results" | awk -F '\t' '{ printf "wall %s s, machine CPU %s s, peak RSS %d MiB", $3, $4, $5 / 1024 }')"
@@ -365,21 +227,16 @@ drill() {
         --sandbox "$driver" --json && drill_breakdown "drill_$driver" "$run"
 }
 
-# A round is disturbed when the machine was busy just before or just after
-# it; it is then run again, up to twice as many rounds in all, and left out
-# of the medians.
-load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
-good=0
+# A round on a busy machine is run again, up to twice as many rounds in
+# all, and left out of the medians (lib.sh: round_begin, round_end).
+load_start=$(load_average)
 for ((run = 1; good < runs && run <= 2 * runs; run++)); do
-    before=$(wait_quiet)
-    load=$(cut -d ' ' -f 1-3 /proc/loadavg)
-    log "round $run, $good of $runs done (load average $load, $before cores busy before it)"
+    round_begin "$run"
 
     sandbox_round local "$run"
     [ -n "$docker_why" ] || sandbox_round docker "$run"
 
-    q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS restored" \
-        -c "CREATE DATABASE restored TEMPLATE template0"
+    fresh_db restored
     measure restore "$run" "$sg" restore "${sg_store[@]}" --target "dbname=restored" \
         --jobs "$jobs" --json "$db/latest" || true
     # What the drill's index check costs, apart: the indexes it checks, once
@@ -403,81 +260,21 @@ for ((run = 1; good < runs && run <= 2 * runs; run++)); do
     rm -rf "$fresh" "$work/ready"
     fresh=
 
-    after=$(background_cores)
-    if awk -v b="$before" -v a="$after" -v q="$quiet_cores" 'BEGIN { exit !(b < q && a < q) }'; then
-        verdict=yes
-        good=$((good + 1))
-    else
-        verdict="no (disturbed)"
-        log "round $run was disturbed ($before cores busy before it, $after after): run again"
-    fi
-    printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$load" "$before" "$after" "$verdict" >>"$rounds"
+    round_end "$run"
 done
-[ "$good" -gt 0 ] || log "warning: every round was disturbed; the medians are over all of them"
+warn_if_every_round_disturbed
 
-# The rounds the medians are over: the undisturbed ones, or all if none was.
-used() {
-    awk -F '\t' -v all=$((good == 0)) 'NR == FNR { if (all || $5 == "yes") ok[$1] = 1; next }
-        ok[$2]' "$rounds" "$1" >"$1.used"
-    echo "$1.used"
-}
-results=$(used "$results")
-drills=$(used "$drills")
-boxes=$(used "$boxes")
+all_results=$results
+results=$(counted_only "$results")
+drills=$(counted_only "$drills")
+boxes=$(counted_only "$boxes")
 
 # --- report --------------------------------------------------------------------
-
-# median FILE STEP COLUMN: the median of one column over a step's rows;
-# empty when there are none.
-median_of() {
-    awk -F '\t' -v step="$2" -v col="$3" '$1 == step { print $col }' "$1" |
-        sort -g | awk '{ v[NR] = $1 }
-            END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-
-# spread FILE STEP COLUMN: "(min–max)" of a column when there are several rows.
-spread() {
-    awk -F '\t' -v step="$2" -v col="$3" '$1 == step {
-            if (!n++ || $col < lo) lo = $col
-            if ($col > hi) hi = $col
-        }
-        END { if (n > 1) printf " (%.2f–%.2f)", lo, hi }' "$1"
-}
-
-# calc EXPR VAR=VALUE...: prints EXPR evaluated by awk, or nothing when a
-# value is missing.
-calc() {
-    local expr=$1 arg
-    local -a vars=()
-    shift
-    for arg in "$@"; do
-        [ -n "${arg#*=}" ] || return 0
-        vars+=(-v "$arg")
-    done
-    awk "${vars[@]}" "BEGIN { printf \"%s\", $expr }"
-}
-
-f2() {
-    calc 'sprintf("%.2f", x)' x="$1"
-}
-
-ratio() {
-    calc 'sprintf("%.2f", a / b)' a="$1" b="$2"
-}
 
 declare -A wall mach rss
 steps=(restore amcheck_heap amcheck_structure drill_local drill_docker pg_restore_fresh initdb_start)
 for s in "${steps[@]}"; do
-    # A step that failed once has no median: its other rounds are not comparable.
-    if [ -n "${failed[$s]:-}" ]; then
-        wall[$s]=''
-        mach[$s]=''
-        rss[$s]=''
-        continue
-    fi
-    wall[$s]=$(median_of "$results" "$s" 3)
-    mach[$s]=$(median_of "$results" "$s" 4)
-    rss[$s]=$(median_of "$results" "$s" 5)
+    step_medians "$results" "$s" wall=3 mach=4 rss=5
 done
 
 declare -A label=(
@@ -493,10 +290,9 @@ declare -A label=(
 row() {
     local s=$1
     if [ -z "${wall[$s]}" ]; then
-        local why=${failed[$s]:-not run}
-        [ -z "${failed[$s]:-}" ] || why="failed: $why"
-        [ "$s" != drill_docker ] || [ -z "$docker_why" ] || why="skipped: $docker_why"
-        printf '| %s | n/a (%s) | | | |\n' "${label[$s]}" "${why//|/\\|}"
+        local skipped=
+        [ "$s" != drill_docker ] || skipped=$docker_why
+        printf '| %s | n/a (%s) | | | |\n' "${label[$s]}" "$(no_result "$s" "$skipped")"
         return
     fi
     if [ "$s" = initdb_start ]; then
@@ -506,7 +302,7 @@ row() {
     fi
     printf '| %s | %s%s | %s | %s | %s |\n' "${label[$s]}" "$(f2 "${wall[$s]}")" \
         "$(spread "$results" "$s" 3)" "$(f2 "${mach[$s]}")" \
-        "$(calc 'sprintf("%.0f", k / 1024)' k="${rss[$s]}")" \
+        "$(rss_mib "${rss[$s]}")" \
         "$(calc 'sprintf("%.2f×", w / r)' w="${wall[$s]}" r="${wall[restore]}")"
 }
 
@@ -551,21 +347,7 @@ breakdown() {
 round_ratios() {
     [ -n "${wall[$1]}" ] && [ -n "${wall[$2]}" ] || return 0
     awk -F '\t' -v a="$1" -v b="$2" '$1 == a { x[$2] = $3 } $1 == b { y[$2] = $3 }
-        END { for (r in x) if (r in y) print x[r] / y[r] }' "$results" | sort -g |
-        awk '{ v[NR] = $1 }
-            END { if (NR) printf "%.2f (%.2f–%.2f)", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR] }'
-}
-
-# target NAME GOAL VALUE OK: one row of the targets table; OK is an awk
-# condition on v (empty: no goal, shown for information).
-target() {
-    local verdict=n/a shown=n/a
-    if [ -n "$3" ]; then
-        shown=$3
-        verdict=—
-        [ -z "$4" ] || verdict=$(calc "($4) ? \"met\" : \"missed\"" v="$3")
-    fi
-    printf '| %s | %s | %s | %s |\n' "$1" "$2" "$shown" "$verdict"
+        END { for (r in x) if (r in y) print x[r] / y[r] }' "$results" | median_range '%.2f'
 }
 
 docker_version=
@@ -576,14 +358,11 @@ fi
 cat <<EOF
 ### Results
 
-$(date -u +%Y-%m-%d), $(grep -m 1 'model name' /proc/cpuinfo | sed 's/.*: //'), \
-$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; \
-PostgreSQL $(q -c 'SHOW server_version' | cut -d ' ' -f 1)$docker_version; \
+$(report_machine)$docker_version; \
 medians of $(calc 'sprintf("%d", g ? g : r)' g="$good" r=$((run - 1))) undisturbed runs \
 of $((run - 1)); load average at the start $load_start.
-Database: \`pgbench -i -s $scale\`, $(calc 'sprintf("%.0f", b / 1e6)' b="$db_bytes") MB on disk, \
-$rows rows; snapshot $(calc 'sprintf("%.0f", b / 1e6)' b="$stored_bytes") MB stored, \
-\`pg_dump -Fd\` $(calc 'sprintf("%.0f", b / 1e6)' b="$dump_bytes") MB.
+Database: \`pgbench -i -s $scale\`, $(mb "$db_bytes") MB on disk, \
+$rows rows; snapshot $(mb "$stored_bytes") MB stored, \`pg_dump -Fd\` $(mb "$dump_bytes") MB.
 
 | sandbox driver | sandboxes | ready s, median (min–max) | destroyed s, median (min–max) |
 |---|---:|---:|---:|
@@ -619,17 +398,6 @@ $(target "drill (docker) / bare restore, each round's own ratio: median (min–m
 $(target "drill (local) without heapallindexed / bare restore (drill − amcheck as run + structure only)" "" \
     "$(calc 'sprintf("%.2f", (d - h + c) / r)' d="${wall[drill_local]}" h="${wall[amcheck_heap]}" c="${wall[amcheck_structure]}" r="${wall[restore]}")" "")
 
-Every round (wall s of each step; cores busy over 3 s with nothing of the benchmark \
-running, just before and just after the round; a round with $quiet_cores or more either time is \
-disturbed, run again and left out of the medians):
-
-| round | load average | busy cores before | after | counted | bare restore | drill local | drill docker | pg_restore fresh |
-|---:|---|---:|---:|---|---:|---:|---:|---:|
-$(while IFS=$'\t' read -r r l b a v; do
-    printf '| %s | %s | %s | %s | %s |' "$r" "$l" "$b" "$a" "$v"
-    for s in restore drill_local drill_docker pg_restore_fresh; do
-        printf ' %s |' "$(awk -F '\t' -v s="$s" -v r="$r" '$1 == s && $2 == r { print $3 }' "$work/results.tsv")"
-    done
-    echo
-done <"$rounds")
+$(rounds_report "$all_results" "bare restore=restore" "drill local=drill_local" \
+    "drill docker=drill_docker" "pg_restore fresh=pg_restore_fresh")
 EOF

@@ -17,103 +17,26 @@
 #
 # See "Migrations" in bench/README.md for what is measured and how.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-runs=3
-build_dir=$root/build-release
-install=1
-sg=
 migrations=200
 lint_files=1000
-jobs=2
-# Fewer cores than this busy over 3 s with nothing of ours running: quiet.
-quiet_cores=0.2
 # The issue's targets.
 overhead_target_ms=20
 lint_target_s=1
 
-usage() {
-    sed -n '2,18s/^# \{0,1\}//p' "$0"
-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --runs)
-        runs=${2:?--runs needs a number}
-        shift
-        ;;
-    --build-dir)
-        build_dir=${2:?--build-dir needs a directory}
-        shift
-        ;;
-    --shardgate)
-        sg=${2:?--shardgate needs a binary}
-        shift
-        ;;
-    --migrations)
-        migrations=${2:?--migrations needs a number}
-        shift
-        ;;
-    --lint-files)
-        lint_files=${2:?--lint-files needs a number}
-        shift
-        ;;
-    --no-install) install=0 ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        echo "bench: unknown option $1" >&2
-        usage >&2
-        exit 2
-        ;;
-    esac
-    shift
-done
-for n in "$runs" "$migrations" "$lint_files"; do
-    case "$n" in
-    '' | *[!0-9]* | 0)
-        echo "bench: --runs, --migrations and --lint-files take a positive integer, not \"$n\"" >&2
-        exit 2
-        ;;
-    esac
-done
+parse_options --shardgate --migrations --lint-files -- "$@"
+require_positive "--runs, --migrations and --lint-files take" "$runs" "$migrations" "$lint_files"
 if [ "$migrations" -gt 9999 ] || [ "$lint_files" -gt 9999 ]; then
     echo "bench: at most 9999 migrations and lint files (four-digit versions)" >&2
     exit 2
 fi
 
-log() {
-    printf 'bench: %s\n' "$*" >&2
-}
-
-die() {
-    log "error: $*"
-    exit 1
-}
-
-work=
-server=
-cleanup() {
-    if [ -n "$server" ]; then
-        "$root/ci/pg-server.sh" stop "$server" || true
-    fi
-    if [ -n "$work" ]; then
-        rm -rf "$work"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 # --- dependencies ------------------------------------------------------------
 
 [ "$install" = 0 ] || "$root/ci/install-deps.sh"
-for tool in psql cmake; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[ -x /usr/bin/time ] || die "GNU time is not installed (Debian package time)"
+require_tools psql cmake
 
 # Sqitch is the peer its users know; it is only ever installed here, and the
 # benchmark goes on without it.
@@ -136,36 +59,22 @@ elif ! perl -MDBD::Pg -e 1 2>/dev/null; then
 fi
 [ -z "$sqitch_why" ] || log "sqitch steps skipped: $sqitch_why"
 
-build_dir=$(realpath -m "$build_dir")
-[ -z "$sg" ] || sg=$(realpath "$sg")
-[ -z "$sg" ] || [ -x "$sg" ] || die "$sg is not an executable"
-work=$(mktemp -d "${TMPDIR:-/tmp}/shardgate-bench-migrate.XXXXXX")
-# The server runs as postgres and must reach its directory.
-chmod 711 "$work"
-cd "$work"
+resolve_build_paths
+make_work_dir shardgate-bench-migrate
 
 # --- release build -----------------------------------------------------------
 
 if [ -z "$sg" ]; then
-    log "building shardgate (Release) in $build_dir"
-    if ! { cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release &&
-        cmake --build "$build_dir" -j "$jobs" --target shardgate; } >"$work/build.log" 2>&1; then
-        grep -m 5 -E ': error:|CMake Error|Error [0-9]' "$work/build.log" >&2 || true
-        die "the release build failed (cmake output above)"
-    fi
+    build_release_or_die shardgate
     sg=$build_dir/shardgate
 fi
 
 # --- server ----------------------------------------------------------------------
 
-server=$work/server
-env=$("$root/ci/pg-server.sh" start "$server") || die "could not start the server"
-eval "$env"
+start_server
+# q and every psql without -d talk to the maintenance database.
+export PGDATABASE=postgres
 server_log=$server/server.log
-
-q() {
-    psql -X -v ON_ERROR_STOP=1 -qAt -d postgres "$@"
-}
 
 # Autovacuum would visit the fresh databases at moments of its own choosing;
 # nothing here needs it. The log prefix lets the profile below tell sessions
@@ -361,89 +270,28 @@ export SQITCH_USER_CONFIG=$work/sqitch-user.conf
 : >"$SQITCH_USER_CONFIG"
 sqitch=(sqitch --chdir "$set_dir/sqitch")
 
-fresh_db() {
-    q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" \
-        -c "CREATE DATABASE $1 TEMPLATE template0"
-}
-
 # --- measuring -----------------------------------------------------------------
 
-ticks=$(getconf CLK_TCK)
-
-machine_ticks() {
-    local -a f
-    # cpu user nice system idle iowait irq softirq steal ...
-    read -r -a f </proc/stat
-    echo $((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]))
-}
-
-# Cores busy over 3 s while this script does nothing: what else runs on the
-# machine (a test suite, a build) and would take CPU from the measurements.
-background_cores() {
-    local before after
-    before=$(machine_ticks)
-    sleep 3
-    after=$(machine_ticks)
-    awk -v t=$((after - before)) -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz / 3 }'
-}
-
-# Waits up to 2 minutes for the machine to be quiet; prints the last reading.
-wait_quiet() {
-    local busy i
-    for ((i = 0; i < 40; i++)); do
-        busy=$(background_cores)
-        awk -v b="$busy" -v q="$quiet_cores" 'BEGIN { exit !(b < q) }' && break
-        [ "$i" -gt 0 ] || log "the machine is busy ($busy cores); waiting for it to be quiet"
-    done
-    echo "$busy"
-}
-
 results=$work/results.tsv
-rounds=$work/rounds.tsv
 durations=$work/durations.tsv
 : >"$results"
-: >"$rounds"
+: >"$work/rounds.tsv"
 : >"$durations"
-declare -A failed
-
-# Ctrl-C reaches the children too; one that exits on it (status 16 for
-# shardgate's interrupted error, 130 or 143 from GNU time) must stop the
-# benchmark rather than count as a failed step.
-stop_if_interrupted() {
-    case "$1" in
-    16 | 130 | 143)
-        log "interrupted"
-        exit 130
-        ;;
-    esac
-}
 
 # measure STEP RUN OK COMMAND...: runs COMMAND under GNU time, its stdout
 # into $work/out, and appends "step run wall client-cpu rss-kib" to the
 # results. OK is the exit status that counts as success (lint exits with 1
-# when it finds errors); the first failure of a step is kept with the first
-# line its command wrote on stderr.
+# when it finds errors); a failure is kept (step_failed) and returns 1.
 measure() {
-    local step=$1 run=$2 ok=$3 rc=0 wall user sys rss
+    local step=$1 run=$2 ok=$3 rc wall cpu rss
     shift 3
-    # Neither the previous step's dirty buffers nor the files it created or
-    # removed (a round makes and drops thousands) are written back on this
-    # step's time.
-    q -c CHECKPOINT
-    sync
-    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >"$work/out" 2>"$work/err" || rc=$?
-    stop_if_interrupted "$rc"
+    checkpoint_and_sync
+    run_timed "$work/out" "$@"
     if [ "$rc" != "$ok" ]; then
-        if [ -z "${failed[$step]:-}" ]; then
-            failed[$step]=$(grep -v '^Command exited' "$work/err" | grep -m 1 . ||
-                echo "exit status $rc")
-        fi
-        log "$step run $run failed: ${failed[$step]}"
+        step_failed "$step" "$run"
         return 1
     fi
-    read -r wall user sys rss < <(tail -n 1 "$work/time")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" \
-        "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" "$rss" >>"$results"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" "$cpu" "$rss" >>"$results"
     log "$step run $run: $(tail -n 1 "$results" | awk -F '\t' '{ printf "wall %s s, client CPU %s s, peak RSS %d MiB", $3, $4, $5 / 1024 }')"
 }
 
@@ -451,15 +299,11 @@ sg_dsn() {
     echo "dbname=$1"
 }
 
-# A round is disturbed when the machine was busy just before or just after
-# it; it is then run again, up to twice as many rounds in all, and left out
-# of the medians.
-load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
-good=0
+# A round on a busy machine is run again, up to twice as many rounds in
+# all, and left out of the medians (lib.sh: round_begin, round_end).
+load_start=$(load_average)
 for ((run = 1; good < runs && run <= 2 * runs; run++)); do
-    before=$(wait_quiet)
-    load=$(cut -d ' ' -f 1-3 /proc/loadavg)
-    log "round $run, $good of $runs done (load average $load, $before cores busy before it)"
+    round_begin "$run"
 
     fresh_db mig_psql
     fresh_db mig_sg
@@ -495,17 +339,9 @@ for ((run = 1; good < runs && run <= 2 * runs; run++)); do
     measure lint_json "$run" 1 "$sg" lint --json "$work/lint" || true
     [ -s "$work/lint.json" ] || cp "$work/out" "$work/lint.json"
 
-    after=$(background_cores)
-    if awk -v b="$before" -v a="$after" -v q="$quiet_cores" 'BEGIN { exit !(b < q && a < q) }'; then
-        verdict=yes
-        good=$((good + 1))
-    else
-        verdict="no (disturbed)"
-        log "round $run was disturbed ($before cores busy before it, $after after): run again"
-    fi
-    printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$load" "$before" "$after" "$verdict" >>"$rounds"
+    round_end "$run"
 done
-[ "$good" -gt 0 ] || log "warning: every round was disturbed; the medians are over all of them"
+warn_if_every_round_disturbed
 
 # --- where shardgate's time goes -------------------------------------------------
 
@@ -595,68 +431,15 @@ tail -c "+$((log_offset + 1))" "$server_log" | awk -v OFS='\t' '
 
 # --- report --------------------------------------------------------------------
 
-# The rounds the medians are over: the undisturbed ones, or all if none was.
-used() {
-    awk -F '\t' -v all=$((good == 0)) 'NR == FNR { if (all || $5 == "yes") ok[$1] = 1; next }
-        ok[$2]' "$rounds" "$1" >"$1.used"
-    echo "$1.used"
-}
 all_results=$results
-results=$(used "$results")
-durations=$(used "$durations")
-
-median() {
-    sort -g | awk '{ v[NR] = $1 }
-        END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-
-# median_of FILE STEP COLUMN: the median of one column over a step's rows.
-median_of() {
-    awk -F '\t' -v step="$2" -v col="$3" '$1 == step { print $col }' "$1" | median
-}
-
-# spread STEP: "(min–max)" of a step's wall times when there are several.
-spread() {
-    awk -F '\t' -v step="$1" '$1 == step {
-            if (!n++ || $3 < lo) lo = $3
-            if ($3 > hi) hi = $3
-        }
-        END { if (n > 1) printf " (%.2f–%.2f)", lo, hi }' "$results"
-}
-
-# calc EXPR VAR=VALUE...: prints EXPR evaluated by awk, or nothing when a
-# value is missing.
-calc() {
-    local expr=$1 arg
-    local -a vars=()
-    shift
-    for arg in "$@"; do
-        [ -n "${arg#*=}" ] || return 0
-        vars+=(-v "$arg")
-    done
-    awk "${vars[@]}" "BEGIN { printf \"%s\", $expr }"
-}
-
-f2() {
-    calc 'sprintf("%.2f", x)' x="$1"
-}
-
-ratio() {
-    calc 'sprintf("%.2f", a / b)' a="$1" b="$2"
-}
+results=$(counted_only "$results")
+durations=$(counted_only "$durations")
 
 declare -A wall cpu rss
 steps=(psql_up sg_migrate sqitch_deploy sg_status sqitch_status psql_down sg_revert sqitch_revert
     sg_lint_set lint_text lint_json)
 for s in "${steps[@]}"; do
-    # A step that failed once has no median: its other rounds are not comparable.
-    if [ -n "${failed[$s]:-}" ]; then
-        wall[$s]='' cpu[$s]='' rss[$s]=''
-        continue
-    fi
-    wall[$s]=$(median_of "$results" "$s" 3)
-    cpu[$s]=$(median_of "$results" "$s" 4)
-    rss[$s]=$(median_of "$results" "$s" 5)
+    step_medians "$results" "$s" wall=3 cpu=4 rss=5
 done
 
 n=$migrations
@@ -683,29 +466,16 @@ declare -A peer=(
 row() {
     local s=$1 per=$2
     if [ -z "${wall[$s]}" ]; then
-        local why=${failed[$s]:-not run}
-        [ -z "${failed[$s]:-}" ] || why="failed: $why"
-        [[ "$s" != sqitch_* ]] || [ -z "$sqitch_why" ] || why="skipped: $sqitch_why"
-        printf '| %s | n/a (%s) | | | | |\n' "${label[$s]}" "${why//|/\\|}"
+        local skipped=
+        [[ "$s" != sqitch_* ]] || skipped=$sqitch_why
+        printf '| %s | n/a (%s) | | | | |\n' "${label[$s]}" "$(no_result "$s" "$skipped")"
         return
     fi
     local vs=
     [ -z "${peer[$s]:-}" ] || vs=$(calc 'sprintf("%.2f×", w / p)' w="${wall[$s]}" p="${wall[${peer[$s]}]}")
     printf '| %s | %s%s | %s | %s | %s | %s |\n' "${label[$s]}" "$(f2 "${wall[$s]}")" \
-        "$(spread "$s")" "$(f2 "${cpu[$s]}")" "$(calc 'sprintf("%.0f", k / 1024)' k="${rss[$s]}")" \
+        "$(spread "$results" "$s" 3)" "$(f2 "${cpu[$s]}")" "$(rss_mib "${rss[$s]}")" \
         "$(calc 'sprintf("%.2f", w * 1000 / n)' w="${wall[$s]}" n="$per")" "$vs"
-}
-
-# target NAME GOAL VALUE OK: one row of the targets table; OK is an awk
-# condition on v (empty: no goal, shown for information).
-target() {
-    local verdict=n/a shown=n/a
-    if [ -n "$3" ]; then
-        shown=$3
-        verdict=—
-        [ -z "$4" ] || verdict=$(calc "($4) ? \"met\" : \"missed\"" v="$3")
-    fi
-    printf '| %s | %s | %s | %s |\n' "$1" "$2" "$shown" "$verdict"
 }
 
 overhead=$(calc 'sprintf("%.1f", (s - p) * 1000 / n)' s="${wall[sg_migrate]}" p="${wall[psql_up]}" \
@@ -718,9 +488,7 @@ revert_overhead=$(calc 'sprintf("%.1f", (s - p) * 1000 / n)' s="${wall[sg_revert
 round_overheads() {
     [ -n "${wall[$1]}" ] && [ -n "${wall[$2]}" ] || return 0
     awk -F '\t' -v a="$1" -v b="$2" -v n="$n" '$1 == a { x[$2] = $3 } $1 == b { y[$2] = $3 }
-        END { for (r in x) if (r in y) print (x[r] - y[r]) * 1000 / n }' "$results" | sort -g |
-        awk '{ v[NR] = $1 }
-            END { if (NR) printf "%.1f (%.1f–%.1f)", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR] }'
+        END { for (r in x) if (r in y) print (x[r] - y[r]) * 1000 / n }' "$results" | median_range '%.1f'
 }
 
 # The profile: per class, statements and server milliseconds per migration.
@@ -775,9 +543,7 @@ psql_server_ms=$(prof mig_prof_psql "" ms)
 cat <<EOF
 ### Results
 
-$(date -u +%Y-%m-%d), $(grep -m 1 'model name' /proc/cpuinfo | sed 's/.*: //'), \
-$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; \
-PostgreSQL $(q -c 'SHOW server_version' | cut -d ' ' -f 1) from ci/pg-server.sh\
+$(report_machine) from ci/pg-server.sh\
 $([ -n "$sqitch_why" ] || echo "; $(sqitch --version | head -n 1)"); \
 $(if [ "$good" -gt 0 ]; then echo "medians of $good undisturbed runs of $((run - 1))"; \
 else echo "medians of all $((run - 1)) runs, every one disturbed"; fi); \
@@ -845,17 +611,6 @@ $(describe_rows)
 | $mid–$((mid + tenth - 1)) | $(f2 "$(file_ms "$mid" $((mid + tenth - 1)))") | $(describe_ms "$mid" $((mid + tenth - 1))) |
 | $((n - tenth + 1))–$n | $(f2 "$(file_ms $((n - tenth + 1)) "$n")") | $(describe_ms $((n - tenth + 1)) "$n") |
 
-Every round (wall s of each step; cores busy over 3 s with nothing of the benchmark \
-running, just before and just after the round; a round with $quiet_cores or more either time is \
-disturbed, run again and left out of the medians):
-
-| round | load average | busy cores before | after | counted | psql up | migrate | sqitch deploy | lint |
-|---:|---|---:|---:|---|---:|---:|---:|---:|
-$(while IFS=$'\t' read -r r l b a v; do
-    printf '| %s | %s | %s | %s | %s |' "$r" "$l" "$b" "$a" "$v"
-    for s in psql_up sg_migrate sqitch_deploy lint_text; do
-        printf ' %s |' "$(awk -F '\t' -v s="$s" -v r="$r" '$1 == s && $2 == r { print $3 }' "$all_results")"
-    done
-    echo
-done <"$rounds")
+$(rounds_report "$all_results" "psql up=psql_up" "migrate=sg_migrate" \
+    "sqitch deploy=sqitch_deploy" "lint=lint_text")
 EOF

@@ -11,76 +11,14 @@
 #
 # See bench/README.md for what is measured and how.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-runs=3
-build_dir=$root/build-release
-install=1
-sg=
-jobs=2
 # The snapshot chunk size the memory target is computed from (DESIGN.md).
 chunk_mib=32
 
-usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "$0"
-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --runs)
-        runs=${2:?--runs needs a number}
-        shift
-        ;;
-    --build-dir)
-        build_dir=${2:?--build-dir needs a directory}
-        shift
-        ;;
-    --shardgate)
-        sg=${2:?--shardgate needs a binary}
-        shift
-        ;;
-    --no-install) install=0 ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        echo "bench: unknown option $1" >&2
-        usage >&2
-        exit 2
-        ;;
-    esac
-    shift
-done
-case "$runs" in
-'' | *[!0-9]* | 0)
-    echo "bench: --runs must be a positive integer, not \"$runs\"" >&2
-    exit 2
-    ;;
-esac
-
-log() {
-    printf 'bench: %s\n' "$*" >&2
-}
-
-die() {
-    log "error: $*"
-    exit 1
-}
-
-work=
-server=
-cleanup() {
-    if [ -n "$server" ]; then
-        "$root/ci/pg-server.sh" stop "$server" || true
-    fi
-    if [ -n "$work" ]; then
-        rm -rf "$work"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+parse_options --shardgate -- "$@"
+require_positive "--runs must be" "$runs"
 
 # --- dependencies ------------------------------------------------------------
 
@@ -93,61 +31,35 @@ if [ "$install" = 1 ]; then
         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q pgbackrest >&2
     fi
 fi
-for tool in pg_dump pg_restore pgbench psql pgbackrest cmake runuser; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[ -x /usr/bin/time ] || die "GNU time is not installed (Debian package time)"
+require_tools pg_dump pg_restore pgbench psql pgbackrest cmake runuser
 [ "$(id -u)" -eq 0 ] || die "run as root: pgBackRest must run as the postgres user"
 
-build_dir=$(realpath -m "$build_dir")
-if [ -n "$sg" ]; then
-    { [ -f "$sg" ] && [ -x "$sg" ]; } || die "$sg is not an executable"
-    sg=$(realpath "$sg")
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/shardgate-bench.XXXXXX")
-# The server and pgBackRest run as postgres and must reach their directories.
-chmod 711 "$work"
-cd "$work"
+resolve_build_paths
+# pgBackRest, too, runs as postgres and must reach its directory there.
+make_work_dir shardgate-bench
 
 # --- release build -----------------------------------------------------------
 
+# A failed build does not stop the benchmark: the shardgate rows say why
+# they have no numbers.
 sg_error=
 if [ -n "$sg" ]; then
     :
-elif log "building shardgate (Release) in $build_dir" &&
-    cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >"$work/build.log" 2>&1 &&
-    cmake --build "$build_dir" -j "$jobs" --target shardgate >>"$work/build.log" 2>&1; then
+elif build_release shardgate; then
     sg=$build_dir/shardgate
 else
-    sg_error="build failed: $(grep -m 1 -E ': error:|CMake Error|Error [0-9]' "$work/build.log" || echo 'see cmake output')"
+    sg_error="build failed: $(build_errors 1 || echo 'see cmake output')"
     log "$sg_error"
 fi
 
 # --- server and data -----------------------------------------------------------
 
-server=$work/server
-env=$("$root/ci/pg-server.sh" start "$server") || die "could not start the server"
-eval "$env"
+start_server
 datadir=$server/data
 export PGDATABASE=bench
 "$root/bench/make-data.sh" >&2
 
-q() {
-    psql -X -v ON_ERROR_STOP=1 -qAt "$@"
-}
-
-# Plain bytes: the COPY text output of every table, the unit every throughput
-# in the report is expressed in. Reading it once also warms the page cache, so
-# that every tool, first run included, reads the same warm data.
-log "measuring the plain size of the data"
-tables=$(q -c "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
-               ORDER BY 1")
-plain=0
-for t in $tables; do
-    n=$(q -c "COPY $t TO STDOUT" | wc -c)
-    plain=$((plain + n))
-done
+plain=$(plain_bytes)
 db_bytes=$(q -c "SELECT pg_database_size(current_database())")
 
 # Baseline: two connections, each copying half of every table's blocks (a TID
@@ -216,8 +128,6 @@ fi
 
 # --- measuring -----------------------------------------------------------------
 
-ticks=$(getconf CLK_TCK)
-
 # CPU ticks used by the server so far: what its live children have used, plus
 # the postmaster's own and its reaped children's (cutime, cstime). The
 # difference of two readings counts every backend of a step, whether it ended
@@ -256,15 +166,6 @@ server_ticks() {
     echo "$total"
 }
 
-# CPU ticks the whole machine has been busy so far: against client plus server
-# it shows what else ran (kernel writeback, or other load spoiling a run).
-machine_ticks() {
-    local -a f
-    # cpu user nice system idle iowait irq softirq steal ...
-    read -r -a f </proc/stat
-    echo $((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]))
-}
-
 # Autovacuum is background noise here (the data is frozen and analyzed, and
 # restored databases are dropped), and its workers would hold up readings.
 q -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
@@ -280,38 +181,26 @@ resident=$(
 
 results=$work/results.tsv
 : >"$results"
-declare -A failed size
+declare -A size
 
 # measure STEP RUN COMMAND...: runs COMMAND under GNU time and appends
 # "step run wall client-cpu server-cpu rss-kib machine-cpu" to the results;
-# the first failure of a step is kept with the first line its command wrote
-# on stderr.
+# a failure is kept (step_failed) and the benchmark goes on.
 measure() {
-    local step=$1 run=$2 before after m_before m_after rc=0 wall user sys rss
+    local step=$1 run=$2 before after m_before m_after rc wall cpu rss
     shift 2
-    # Neither the previous step's dirty buffers nor its output files still in
-    # the page cache may be written back on this step's time.
-    q -d postgres -c CHECKPOINT
-    sync
+    checkpoint_and_sync
     before=$(server_ticks)
     m_before=$(machine_ticks)
-    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >/dev/null 2>"$work/err" || rc=$?
+    run_timed /dev/null "$@"
     after=$(server_ticks)
     m_after=$(machine_ticks)
     if [ "$rc" != 0 ]; then
-        if [ -z "${failed[$step]:-}" ]; then
-            failed[$step]=$(grep -m 1 . "$work/err" || echo "exit status $rc")
-        fi
-        log "$step run $run failed: ${failed[$step]}"
+        step_failed "$step" "$run"
         return 0
     fi
-    read -r wall user sys rss < <(tail -n 1 "$work/time")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" \
-        "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" \
-        "$(awk -v t=$((after - before)) -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }')" \
-        "$rss" \
-        "$(awk -v t=$((m_after - m_before)) -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }')" \
-        >>"$results"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" "$cpu" \
+        "$(secs $((after - before)))" "$rss" "$(secs $((m_after - m_before)))" >>"$results"
     log "$step run $run: $(tail -n 1 "$results" | awk -F '\t' '{ printf "wall %s s, client CPU %s s, server CPU %s s, machine CPU %s s, peak RSS %d MiB", $3, $4, $5, $7, $6 / 1024 }')"
 }
 
@@ -326,16 +215,11 @@ measure_sg() {
     measure "$step" "$run" "$sg" "$@"
 }
 
-fresh_db() {
-    q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" \
-        -c "CREATE DATABASE $1 TEMPLATE template0"
-}
-
 bytes_of() {
     du -sb "$1" | cut -f 1
 }
 
-load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_start=$(load_average)
 for ((run = 1; run <= runs; run++)); do
     log "round $run of $runs"
     measure copy "$run" bash "$work/copy.sh"
@@ -380,36 +264,10 @@ done
 
 # --- report --------------------------------------------------------------------
 
-# median STEP COLUMN: the median of one column over a step's runs; empty when
-# the step has no successful run or failed at least once.
-median() {
-    [ -z "${failed[$1]:-}" ] || return 0
-    awk -F '\t' -v step="$1" -v col="$2" '$1 == step { print $col }' "$results" |
-        sort -g | awk '{ v[NR] = $1 }
-            END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-
-# calc EXPR VAR=VALUE...: prints EXPR evaluated by awk, or nothing when a
-# value is missing.
-calc() {
-    local expr=$1 arg
-    local -a vars=()
-    shift
-    for arg in "$@"; do
-        [ -n "${arg#*=}" ] || return 0
-        vars+=(-v "$arg")
-    done
-    awk "${vars[@]}" "BEGIN { printf \"%s\", $expr }"
-}
-
 declare -A wall cpu srv rss mach
 steps=(copy dump_fc dump_fd pgbackrest sg_snapshot pg_restore sg_restore sg_verify)
 for s in "${steps[@]}"; do
-    wall[$s]=$(median "$s" 3)
-    cpu[$s]=$(median "$s" 4)
-    srv[$s]=$(median "$s" 5)
-    rss[$s]=$(median "$s" 6)
-    mach[$s]=$(median "$s" 7)
+    step_medians "$results" "$s" wall=3 cpu=4 srv=5 rss=6 mach=7
 done
 
 declare -A label=(
@@ -423,59 +281,34 @@ declare -A label=(
     [sg_verify]="shardgate verify --level 2"
 )
 
-mb() {
-    calc 'sprintf("%.0f", b / 1e6)' b="$1"
-}
-
-# spread STEP: "(min–max)" of a step's wall times when there are several.
-spread() {
-    awk -F '\t' -v step="$1" '$1 == step {
-            if (!n++ || $3 < lo) lo = $3
-            if ($3 > hi) hi = $3
-        }
-        END { if (n > 1) printf " (%.2f–%.2f)", lo, hi }' "$results"
-}
-
 # row STEP [REFERENCE]: one table row; REFERENCE is the step whose wall time
 # the "speed" column divides by this step's.
 row() {
     local s=$1 ref=${2:-} speed=
     if [ -z "${wall[$s]}" ]; then
-        local why="failed: ${failed[$s]:-}"
-        [ -n "${failed[$s]:-}" ] || why="not run"
-        printf '| %s | n/a (%s) | | | | | | | |\n' "${label[$s]}" "${why//|/\\|}"
+        printf '| %s | n/a (%s) | | | | | | | |\n' "${label[$s]}" "$(no_result "$s")"
         return
     fi
     if [ -n "$ref" ]; then
         speed=$(calc 'sprintf("%.2f×", r / w)' r="${wall[$ref]}" w="${wall[$s]}")
     fi
     printf '| %s | %s%s | %s | %s | %s | %s | %s | %s | %s |\n' "${label[$s]}" \
-        "$(calc 'sprintf("%.2f", x)' x="${wall[$s]}")" "$(spread "$s")" \
-        "$(calc 'sprintf("%.2f", x)' x="${cpu[$s]}")" \
-        "$(calc 'sprintf("%.2f", x)' x="${srv[$s]}")" \
-        "$(calc 'sprintf("%.2f", x)' x="${mach[$s]}")" \
-        "$(calc 'sprintf("%.0f", k / 1024)' k="${rss[$s]}")" \
+        "$(f2 "${wall[$s]}")" "$(spread "$results" "$s" 3)" "$(f2 "${cpu[$s]}")" \
+        "$(f2 "${srv[$s]}")" "$(f2 "${mach[$s]}")" "$(rss_mib "${rss[$s]}")" \
         "$(calc 'sprintf("%.0f", p / 1e6 / w)' p="$plain" w="${wall[$s]}")" \
         "$(mb "${size[$s]:-}")" "$speed"
 }
 
-# target STEP NAME GOAL VALUE OK: one row of the targets table on a
-# shardgate step; OK is an awk condition on v. Without a value the target is
-# pending while the shardgate step has no result, and n/a when a peer has none.
-target() {
-    local verdict=pending shown=pending
-    if [ -n "$4" ]; then
-        shown=$4
-        verdict=$(calc "($5) ? \"met\" : \"missed\"" v="$4")
-    elif [ -n "${wall[$1]}" ]; then
-        shown=n/a
-        verdict=n/a
+# sg_target STEP NAME GOAL VALUE OK: a target (lib.sh) on a shardgate step;
+# without a value it is pending while the step has no result.
+sg_target() {
+    local step=$1
+    shift
+    if [ -z "$3" ] && [ -z "${wall[$step]}" ]; then
+        printf '| %s | %s | pending | pending |\n' "$1" "$2"
+    else
+        target "$@"
     fi
-    printf '| %s | %s | %s | %s |\n' "$2" "$3" "$shown" "$verdict"
-}
-
-ratio() {
-    calc 'sprintf("%.2f", a / b)' a="$1" b="$2"
 }
 
 mem_limit=$((64 + jobs * 4 * chunk_mib))
@@ -486,9 +319,7 @@ verify_per_core=$(calc 'sprintf("%.0f", p / 1e6 / c)' p="$plain" c="${cpu[sg_ver
 cat <<EOF
 ## Results
 
-$(date -u +%Y-%m-%d), $(grep -m 1 'model name' /proc/cpuinfo | sed 's/.*: //'), \
-$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; \
-PostgreSQL $(q -c 'SHOW server_version' | cut -d ' ' -f 1) from ci/pg-server.sh; \
+$(report_machine) from ci/pg-server.sh; \
 $(command pgbackrest version); medians of $runs runs; load average at the start $load_start.
 Database: $(mb "$db_bytes") MB on disk, $(mb "$plain") MB of plain data (COPY text).
 
@@ -508,15 +339,15 @@ Machine CPU well above client + server means something else ran during the step.
 
 | target | goal | measured | verdict |
 |---|---|---:|---|
-$(target sg_snapshot "snapshot vs pg_dump -Fc" "≥ 3× faster" \
+$(sg_target sg_snapshot "snapshot vs pg_dump -Fc" "≥ 3× faster" \
     "$(ratio "${wall[dump_fc]}" "${wall[sg_snapshot]}")" 'v >= 3')
-$(target sg_snapshot "snapshot vs pgBackRest" "≥ 1.5× faster" \
+$(sg_target sg_snapshot "snapshot vs pgBackRest" "≥ 1.5× faster" \
     "$(ratio "${wall[pgbackrest]}" "${wall[sg_snapshot]}")" 'v >= 1.5')
-$(target sg_snapshot "snapshot throughput vs plain COPY" "≥ 0.60" \
+$(sg_target sg_snapshot "snapshot throughput vs plain COPY" "≥ 0.60" \
     "$(ratio "${wall[copy]}" "${wall[sg_snapshot]}")" 'v >= 0.6')
-$(target sg_restore "restore vs pg_restore -j $jobs" "≥ 1.3× faster" \
+$(sg_target sg_restore "restore vs pg_restore -j $jobs" "≥ 1.3× faster" \
     "$(ratio "${wall[pg_restore]}" "${wall[sg_restore]}")" 'v >= 1.3')
-$(target sg_verify "verify level 2, plain MB/s per CPU second" "≥ 400" "$verify_per_core" 'v >= 400')
-$(target sg_snapshot "shardgate peak RSS, MiB" "< $mem_limit (64 + $jobs × 4 × $chunk_mib)" \
+$(sg_target sg_verify "verify level 2, plain MB/s per CPU second" "≥ 400" "$verify_per_core" 'v >= 400')
+$(sg_target sg_snapshot "shardgate peak RSS, MiB" "< $mem_limit (64 + $jobs × 4 × $chunk_mib)" \
     "$sg_rss_max" "v < $mem_limit")
 EOF

@@ -12,13 +12,10 @@
 #
 # See "S3 store" in bench/README.md for what is measured and how.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-runs=3
-build_dir=$root/build-release
-install=1
 object_mib=1024
-jobs=2
 # The snapshot chunk size the file:// memory target is computed from
 # (DESIGN.md), and the S3 store's defaults (common/store_s3.c): every step
 # runs with them, and the memory bound is computed from them.
@@ -26,113 +23,38 @@ chunk_mib=32
 part_mib=16
 parallel=4
 
-usage() {
-    sed -n '2,13s/^# \{0,1\}//p' "$0"
-}
+parse_options --object-mib -- "$@"
+require_positive "--runs and --object-mib take" "$runs" "$object_mib"
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --runs)
-        runs=${2:?--runs needs a number}
-        shift
-        ;;
-    --build-dir)
-        build_dir=${2:?--build-dir needs a directory}
-        shift
-        ;;
-    --object-mib)
-        object_mib=${2:?--object-mib needs a number}
-        shift
-        ;;
-    --no-install) install=0 ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        echo "bench: unknown option $1" >&2
-        usage >&2
-        exit 2
-        ;;
-    esac
-    shift
-done
-for n in "$runs" "$object_mib"; do
-    case "$n" in
-    '' | *[!0-9]* | 0)
-        echo "bench: --runs and --object-mib take a positive integer, not \"$n\"" >&2
-        exit 2
-        ;;
-    esac
-done
-
-log() {
-    printf 'bench: %s\n' "$*" >&2
-}
-
-die() {
-    log "error: $*"
-    exit 1
-}
-
-work=
-server=
 s3rver_pid=
-cleanup() {
+stop_extra_servers() {
     if [ -n "$s3rver_pid" ]; then
         kill "$s3rver_pid" 2>/dev/null || true
         wait "$s3rver_pid" 2>/dev/null || true
     fi
-    if [ -n "$server" ]; then
-        "$root/ci/pg-server.sh" stop "$server" || true
-    fi
-    if [ -n "$work" ]; then
-        rm -rf "$work"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # --- dependencies ------------------------------------------------------------
 
 [ "$install" = 0 ] || "$root/ci/install-deps.sh"
-for tool in psql cmake node s3cmd curl split xargs; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[ -x /usr/bin/time ] || die "GNU time is not installed (Debian package time)"
+require_tools psql cmake node s3cmd curl split xargs
 s3rver_js=$root/tests/harness/s3/node_modules/s3rver/bin/s3rver.js
 [ -f "$s3rver_js" ] || die "s3rver is not installed in tests/harness/s3 (run ci/install-deps.sh)"
 
-build_dir=$(realpath -m "$build_dir")
-work=$(mktemp -d "${TMPDIR:-/tmp}/shardgate-bench-s3.XXXXXX")
-# The server runs as postgres and must reach its directory.
-chmod 711 "$work"
-cd "$work"
+resolve_build_paths
+make_work_dir shardgate-bench-s3
 
 # --- release build -----------------------------------------------------------
 
-log "building shardgate and sg_bench_s3put (Release) in $build_dir"
-if ! { cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release &&
-    cmake --build "$build_dir" -j "$jobs" --target shardgate sg_bench_s3put; } \
-    >"$work/build.log" 2>&1; then
-    grep -m 5 -E ': error:|CMake Error|Error [0-9]' "$work/build.log" >&2 || true
-    die "the release build failed (cmake output above)"
-fi
+build_release_or_die shardgate sg_bench_s3put
 sg=$build_dir/shardgate
 s3put=$build_dir/bench/sg_bench_s3put
 
 # --- servers and data ----------------------------------------------------------
 
-server=$work/server
-env=$("$root/ci/pg-server.sh" start "$server") || die "could not start the server"
-eval "$env"
+start_server
 export PGDATABASE=bench
 "$root/bench/make-data.sh" >&2
-
-q() {
-    psql -X -v ON_ERROR_STOP=1 -qAt "$@"
-}
 
 # The file:// store and s3rver's data both live in the work directory: the
 # two snapshots write to the same file system and disk.
@@ -177,14 +99,7 @@ s3_delete() {
     curl -sS --fail "${sigv4[@]}" -X DELETE -o /dev/null "$endpoint/bench/$1"
 }
 
-# Plain bytes of the database (COPY text), the unit of the snapshots'
-# throughput; reading them also warms the page cache for both snapshots.
-log "measuring the plain size of the data"
-plain=0
-for t in $(q -c "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables"); do
-    n=$(q -c "COPY $t TO STDOUT" | wc -c)
-    plain=$((plain + n))
-done
+plain=$(plain_bytes)
 
 keys=$work/keys
 mkdir -p "$keys"
@@ -234,8 +149,6 @@ EOF
 
 # --- measuring -----------------------------------------------------------------
 
-ticks=$(getconf CLK_TCK)
-
 # CPU ticks of s3rver so far: the whole node process (its libuv threads do
 # the file writes), and its main thread alone (JavaScript, MD5 and the HTTP
 # parser run there, so at 100 % of a core it is the bottleneck).
@@ -250,46 +163,28 @@ node_ticks() {
     echo $((s[11] + s[12]))
 }
 
-machine_ticks() {
-    local -a f
-    # cpu user nice system idle iowait irq softirq steal ...
-    read -r -a f </proc/stat
-    echo $((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]))
-}
-
 results=$work/results.tsv
 : >"$results"
-declare -A failed complete_s
-
-secs() {
-    awk -v t="$1" -v hz="$ticks" 'BEGIN { printf "%.2f", t / hz }'
-}
+declare -A complete_s
 
 # measure STEP RUN COMMAND...: runs COMMAND under GNU time and appends
 # "step run wall client-cpu rss-kib s3rver-cpu s3rver-main-cpu machine-cpu"
-# to the results; the first failure of a step is kept with the first line
-# its command wrote on stderr.
+# to the results; a failure is kept (step_failed) and the benchmark goes on.
 measure() {
-    local step=$1 run=$2 rc=0 wall user sys rss n_before n_after m_before m_after
+    local step=$1 run=$2 rc wall cpu rss n_before n_after m_before m_after
     shift 2
     # The previous step's writes are not flushed on this step's time.
     sync
     read -r -a n_before < <(node_ticks)
     m_before=$(machine_ticks)
-    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >/dev/null 2>"$work/err" || rc=$?
+    run_timed /dev/null "$@"
     read -r -a n_after < <(node_ticks)
     m_after=$(machine_ticks)
     if [ "$rc" != 0 ]; then
-        if [ -z "${failed[$step]:-}" ]; then
-            failed[$step]=$(grep -v '^Command exited' "$work/err" | grep -m 1 . ||
-                echo "exit status $rc")
-        fi
-        log "$step run $run failed: ${failed[$step]}"
+        step_failed "$step" "$run"
         return 0
     fi
-    read -r wall user sys rss < <(tail -n 1 "$work/time")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" \
-        "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" "$rss" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$run" "$wall" "$cpu" "$rss" \
         "$(secs $((n_after[0] - n_before[0])))" "$(secs $((n_after[1] - n_before[1])))" \
         "$(secs $((m_after - m_before)))" >>"$results"
     log "$step run $run: $(tail -n 1 "$results" | awk -F '\t' '{ printf "wall %s s, client CPU %s s, peak RSS %d MiB, s3rver CPU %s s (main thread %s s), machine CPU %s s", $3, $4, $5 / 1024, $6, $7, $8 }')"
@@ -303,7 +198,7 @@ snapshot=("$sg" snapshot --dsn "dbname=bench" --key "$keys/bench.key" --jobs "$j
 s3put_base_kib=$(tail -n 1 "$work/time")
 s3_delete tiny
 
-load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
+load_start=$(load_average)
 for ((run = 1; run <= runs; run++)); do
     log "round $run of $runs"
 
@@ -348,40 +243,12 @@ done
 
 # --- report --------------------------------------------------------------------
 
-# median STEP COLUMN: the median of one column over a step's runs; empty when
-# the step has no successful run or failed at least once.
-median() {
-    [ -z "${failed[$1]:-}" ] || return 0
-    awk -F '\t' -v step="$1" -v col="$2" '$1 == step { print $col }' "$results" |
-        sort -g | awk '{ v[NR] = $1 }
-            END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-
-# calc EXPR VAR=VALUE...: prints EXPR evaluated by awk, or nothing when a
-# value is missing.
-calc() {
-    local expr=$1 arg
-    local -a vars=()
-    shift
-    for arg in "$@"; do
-        [ -n "${arg#*=}" ] || return 0
-        vars+=(-v "$arg")
-    done
-    awk "${vars[@]}" "BEGIN { printf \"%s\", $expr }"
-}
-
 declare -A wall cpu rss ncpu nmain mach
 steps=(sg_file sg_s3 s3put s3cmd_put curl_mp curl_put s3put_get s3cmd_get curl_get)
 for s in "${steps[@]}"; do
-    wall[$s]=$(median "$s" 3)
-    cpu[$s]=$(median "$s" 4)
-    rss[$s]=$(median "$s" 5)
-    ncpu[$s]=$(median "$s" 6)
-    nmain[$s]=$(median "$s" 7)
-    mach[$s]=$(median "$s" 8)
+    step_medians "$results" "$s" wall=3 cpu=4 rss=5 ncpu=6 nmain=7 mach=8
 done
-complete_median=$(for r in "${complete_s[@]}"; do echo "$r"; done | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+complete_median=$(for r in "${complete_s[@]}"; do echo "$r"; done | median)
 
 declare -A label=(
     [sg_file]="shardgate snapshot --jobs $jobs to file://"
@@ -395,48 +262,18 @@ declare -A label=(
     [curl_get]="curl single GET"
 )
 
-# spread STEP: "(min–max)" of a step's wall times when there are several.
-spread() {
-    awk -F '\t' -v step="$1" '$1 == step {
-            if (!n++ || $3 < lo) lo = $3
-            if ($3 > hi) hi = $3
-        }
-        END { if (n > 1) printf " (%.2f–%.2f)", lo, hi }' "$results"
-}
-
 # row STEP BYTES [EXTRA]: one table row; BYTES is what the step moved (MB/s).
 row() {
     local s=$1 bytes=$2 extra=${3:-}
     if [ -z "${wall[$s]}" ]; then
-        local why="failed: ${failed[$s]:-}"
-        [ -n "${failed[$s]:-}" ] || why="not run"
-        printf '| %s | n/a (%s) | | | | | | |\n' "${label[$s]}" "${why//|/\\|}"
+        printf '| %s | n/a (%s) | | | | | | |\n' "${label[$s]}" "$(no_result "$s")"
         return
     fi
     printf '| %s%s | %s%s | %s | %s | %s | %s | %s | %s |\n' "${label[$s]}" "$extra" \
-        "$(calc 'sprintf("%.2f", x)' x="${wall[$s]}")" "$(spread "$s")" \
-        "$(calc 'sprintf("%.2f", x)' x="${cpu[$s]}")" \
-        "$(calc 'sprintf("%.2f", x)' x="${ncpu[$s]}")" \
-        "$(calc 'sprintf("%.2f", x)' x="${nmain[$s]}")" \
-        "$(calc 'sprintf("%.2f", x)' x="${mach[$s]}")" \
-        "$(calc 'sprintf("%.0f", k / 1024)' k="${rss[$s]}")" \
+        "$(f2 "${wall[$s]}")" "$(spread "$results" "$s" 3)" "$(f2 "${cpu[$s]}")" \
+        "$(f2 "${ncpu[$s]}")" "$(f2 "${nmain[$s]}")" "$(f2 "${mach[$s]}")" \
+        "$(rss_mib "${rss[$s]}")" \
         "$(calc 'sprintf("%.0f", b / 1e6 / w)' b="$bytes" w="${wall[$s]}")"
-}
-
-ratio() {
-    calc 'sprintf("%.2f", a / b)' a="$1" b="$2"
-}
-
-# target NAME GOAL VALUE OK: one row of the targets table; OK is an awk
-# condition on v (empty: no goal, shown for information).
-target() {
-    local verdict=n/a shown=n/a
-    if [ -n "$3" ]; then
-        shown=$3
-        verdict=—
-        [ -z "$4" ] || verdict=$(calc "($4) ? \"met\" : \"missed\"" v="$3")
-    fi
-    printf '| %s | %s | %s | %s |\n' "$1" "$2" "$shown" "$verdict"
 }
 
 parts_mib=$((part_mib * (parallel + 1)))
@@ -444,9 +281,6 @@ file_bound=$((64 + jobs * 4 * chunk_mib))
 s3_bound=$((file_bound + jobs * parts_mib))
 upload_bound=$((parts_mib + 2))
 s3put_parts=$(calc 'sprintf("%.1f", (r - b) / 1024)' r="${rss[s3put]}" b="$s3put_base_kib")
-rss_mib() {
-    calc 'sprintf("%.0f", k / 1024)' k="$1"
-}
 mib() {
     calc 'sprintf("%.0f", b / 1048576)' b="$1"
 }
@@ -454,13 +288,11 @@ mib() {
 cat <<EOF
 ### Results
 
-$(date -u +%Y-%m-%d), $(grep -m 1 'model name' /proc/cpuinfo | sed 's/.*: //'), \
-$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; \
-PostgreSQL $(q -c 'SHOW server_version' | cut -d ' ' -f 1) from ci/pg-server.sh; \
+$(report_machine) from ci/pg-server.sh; \
 s3rver $(node -p "require('$root/tests/harness/s3/node_modules/s3rver/package.json').version") on \
 Node.js $(node --version); $(s3cmd --version); $(curl --version | head -n 1 | cut -d ' ' -f 1-2); \
 medians of $runs runs; load average at the start $load_start.
-Database: $(calc 'sprintf("%.0f", p / 1e6)' p="$plain") MB of plain data (COPY text); \
+Database: $(mb "$plain") MB of plain data (COPY text); \
 object: $object_mib MiB of PRNG data.
 
 | step | wall s (min–max) | client CPU s | s3rver CPU s | s3rver main thread CPU s | machine CPU s | client peak RSS MiB | MB/s |
