@@ -663,6 +663,9 @@ static const command commands[] = {
     {"revert", sg_cli_revert, "revert migrations of one database down to a version"},
     {"status", sg_cli_status, "show applied, pending and changed migrations, and schema drift"},
     {"plan", sg_cli_plan, "show what a pipeline run would do, touching nothing"},
+    {"run", sg_cli_run, "take a fleet through snapshot, test restore, apply and verify"},
+    {"resume", sg_cli_resume, "continue a killed pipeline run from its journal"},
+    {"rollback", sg_cli_rollback, "revert what a pipeline run applied"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out)

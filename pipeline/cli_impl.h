@@ -59,5 +59,8 @@ int sg_cli_status(int argc, char **argv, sg_error *err);
 
 /* The pipeline commands (cli_run.c). */
 int sg_cli_plan(int argc, char **argv, sg_error *err);
+int sg_cli_run(int argc, char **argv, sg_error *err);
+int sg_cli_resume(int argc, char **argv, sg_error *err);
+int sg_cli_rollback(int argc, char **argv, sg_error *err);
 
 #endif

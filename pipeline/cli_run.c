@@ -1,15 +1,19 @@
-/* The pipeline commands: plan (what a run would do, touching nothing). */
+/* The pipeline commands: plan (what a run would do, touching nothing), run,
+ * resume and rollback. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/pg.h"
 #include "pipeline/cli_impl.h"
 #include "pipeline/config.h"
+#include "pipeline/journal.h"
+#include "pipeline/run.h"
 #include "stages/apply.h"
 #include "stages/lint.h"
 #include "stages/migration.h"
@@ -204,6 +208,399 @@ done:
     json_decref(doc);
     free(plans);
     pipeline_clear(&p);
+    free(pos.items);
+    return rc;
+}
+
+/* ---- run, resume, rollback ---- */
+
+typedef struct run_settings {
+    common_settings common;
+    const char *partition;
+    const char *journal;
+    const char *config; /* resume and rollback */
+    const char *shard;  /* rollback */
+    int jobs;
+    const char *pg_bindir;
+} run_settings;
+
+#define RUN(field) offsetof(run_settings, field)
+#define RUN_COMMON_OPTIONS                                                                         \
+    {"journal",                                                                                    \
+     SG_OPT_STRING,                                                                                \
+     RUN(journal),                                                                                 \
+     "FILE",                                                                                       \
+     "the local copy of the journal (default: shardgate-RUN_ID.journal.json)",                     \
+     0,                                                                                            \
+     0},                                                                                           \
+        {"jobs", SG_OPT_INT, RUN(jobs), "N", "connections per snapshot and restore (default 2)",   \
+         1,      64},                                                                              \
+        {"pg-bindir",                                                                              \
+         SG_OPT_STRING,                                                                            \
+         RUN(pg_bindir),                                                                           \
+         "DIR",                                                                                    \
+         "where pg_dump and pg_restore are",                                                       \
+         0,                                                                                        \
+         0},                                                                                       \
+        COMMON_OPTIONS(run_settings)
+
+static const sg_option run_options[] = {{"partition", SG_OPT_STRING, RUN(partition), "K/N",
+                                         "only the shards of partition K of N", 0, 0},
+                                        RUN_COMMON_OPTIONS,
+                                        {0}};
+
+static const sg_option resume_options[] = {
+    {"config", SG_OPT_STRING, RUN(config), "PIPELINE.yaml", "the run's pipeline file", 0, 0},
+    RUN_COMMON_OPTIONS,
+    {0}};
+
+static const sg_option rollback_options[] = {
+    {"config", SG_OPT_STRING, RUN(config), "PIPELINE.yaml", "the run's pipeline file", 0, 0},
+    {"shard", SG_OPT_STRING, RUN(shard), "NAME", "only this shard", 0, 0},
+    RUN_COMMON_OPTIONS,
+    {0}};
+
+/* A run in progress: the pipeline, its journal and where the journal goes. */
+typedef struct runner {
+    pipeline p;
+    sg_journal *journal;
+    sg_store *store;
+    char *journal_path;
+    char config_sha256[SG_SHA256_HEX_LEN];
+} runner;
+
+static void runner_clear(runner *r)
+{
+    sg_journal_free(r->journal);
+    sg_store_free(r->store);
+    free(r->journal_path);
+    pipeline_clear(&r->p);
+}
+
+static int hash_file(char out[SG_SHA256_HEX_LEN], const char *path, sg_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    uint8_t digest[32];
+    int rc = sg_file_read(&text, &len, path, SG_PIPELINE_MAX_FILE, err);
+    if (rc == 0) {
+        sg_sha256(digest, text, len);
+        sg_hex_encode(out, digest, sizeof(digest));
+    }
+    free(text);
+    return rc;
+}
+
+/* Saves the journal at a transition. A journal that cannot be written is
+ * logged, not fatal: the shards' registries still know what was applied. */
+static void save(runner *r)
+{
+    sg_error err = {0};
+    if (sg_journal_save(r->journal, r->store, r->journal_path, &err) < 0)
+        sg_log(SG_LOG_WARNING, "cannot save the journal of run %s: %s", r->journal->run_id,
+               err.message);
+}
+
+static long journal_index(runner *r, size_t fleet_index)
+{
+    return sg_journal_shard_find(r->journal, r->p.cfg.fleet[fleet_index].name);
+}
+
+static void on_gate(void *ctx, size_t shard, sg_gate gate, const sg_gate_record *record,
+                    const sg_shard_outcome *outcome)
+{
+    runner *r = ctx;
+    long j = journal_index(r, shard);
+    if (j < 0)
+        return;
+    sg_journal_gate(r->journal, (size_t)j, gate, record);
+    if (record->ran)
+        sg_journal_shard_outcome(r->journal, (size_t)j, outcome);
+    save(r);
+}
+
+static void on_shard(void *ctx, size_t shard, const sg_shard_outcome *outcome, int rc,
+                     const sg_error *err)
+{
+    runner *r = ctx;
+    long j = journal_index(r, shard);
+    (void)err;
+    if (j < 0)
+        return;
+    sg_journal_shard_outcome(r->journal, (size_t)j, outcome);
+    if (rc == 0)
+        sg_journal_shard_state(r->journal, (size_t)j, SG_SHARD_DONE);
+    save(r);
+}
+
+static void on_stage(void *ctx, size_t stage, sg_stage_state state)
+{
+    runner *r = ctx;
+    sg_journal_stage_state(r->journal, stage, state);
+    save(r);
+}
+
+static void on_rollback(void *ctx, size_t shard, int rc, const sg_error *err)
+{
+    runner *r = ctx;
+    long j = journal_index(r, shard);
+    (void)err;
+    if (j >= 0 && rc == 0) {
+        sg_journal_shard_state(r->journal, (size_t)j, SG_SHARD_ROLLED_BACK);
+        save(r);
+    }
+}
+
+static int open_journal_target(runner *r, const char *journal_file, const char *run_id,
+                               sg_error *err)
+{
+    int rc = sg_store_open_config(&r->store, &r->p.cfg.store, err);
+    if (rc < 0)
+        return rc;
+    r->journal_path =
+        journal_file ? sg_strdup(journal_file) : sg_asprintf("shardgate-%s.journal.json", run_id);
+    return r->journal_path ? 0 : sg_error_set(err, SG_E_NOMEM, "out of memory");
+}
+
+static void print_summary(const runner *r, const sg_run_result *res)
+{
+    const sg_journal *j = r->journal;
+    printf("run %s of %s: %s\n\n", j->run_id, j->pipeline, sg_run_status_name(j->status));
+    printf("%-20s %-12s %-12s %-9s %-27s %s\n", "SHARD", "STAGE", "STATE", "VERSION", "SNAPSHOT",
+           "FAILURE");
+    for (size_t i = 0; i < j->nshards; i++) {
+        const sg_journal_shard *s = &j->shards[i];
+        char version[40];
+        snprintf(version, sizeof(version), "%" PRId64 "->%" PRId64, s->from_version, s->to_version);
+        printf("%-20s %-12s %-12s %-9s %-27s %s\n", s->name, j->stages[s->stage].name,
+               sg_shard_state_name(s->state), version, s->snapshot_id[0] ? s->snapshot_id : "-",
+               s->has_failure ? s->failure.message : "");
+    }
+    (void)res;
+}
+
+static int finish_run(runner *r, sg_run_result *res, int rc, const run_settings *s, sg_error *err)
+{
+    sg_run_status status = rc == 0 ? SG_RUN_DONE
+                           : rc == SG_E_SHARDS_FAILED && res->halted &&
+                                   r->p.cfg.policy.on_failure != SG_ON_FAILURE_HALT
+                               ? SG_RUN_ROLLED_BACK
+                           : rc == SG_E_SHARDS_FAILED && !res->halted ? SG_RUN_FAILED
+                                                                      : SG_RUN_HALTED;
+    sg_journal_run_status(r->journal, status);
+    save(r);
+    if (s->common.json) {
+        char *text = NULL;
+        sg_error ignored = {0};
+        if (sg_journal_to_json(&text, r->journal, &ignored) == 0)
+            printf("%s", text);
+        free(text);
+    } else {
+        print_summary(r, res);
+    }
+    sg_log_info("journal: %s and %s/runs/%s/journal.json", r->journal_path, r->p.cfg.store.url,
+                r->journal->run_id);
+    (void)err;
+    return rc;
+}
+
+static void run_options_fill(sg_run_options *o, runner *r, const run_settings *s)
+{
+    *o = (sg_run_options){.cfg = &r->p.cfg,
+                          .set = r->p.set,
+                          .run_id = r->journal->run_id,
+                          .selected = r->p.selected,
+                          .jobs = s->jobs,
+                          .pg_bindir = s->pg_bindir,
+                          .hooks = {r, on_gate, on_shard, on_stage, on_rollback}};
+}
+
+static int refuse_lint(const pipeline *p, sg_error *err)
+{
+    if (!p->lint.errors)
+        return 0;
+    sg_lint_print(stderr, &p->lint, SG_LINT_GCC, err);
+    sg_error_set(err, SG_E_LINT, "lint found %zu error%s in %s: nothing was run", p->lint.errors,
+                 p->lint.errors == 1 ? "" : "s", p->cfg.migrations);
+    return SG_E_LINT;
+}
+
+int sg_cli_run(int argc, char **argv, sg_error *err)
+{
+    run_settings s = {0};
+    sg_strlist pos = {0};
+    runner r;
+    sg_run_result res = {0};
+    sg_run_options o;
+    char run_id[SG_RUN_ID_MAX];
+    unsigned k = 0, n = 0;
+    memset(&r, 0, sizeof(r));
+    int rc = sg_cli_parse(&s, run_options, argc, argv, "run PIPELINE.yaml [--partition K/N]", &pos,
+                          &s.common, err);
+    if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 1, "pipeline file", err)) < 0 ||
+        (rc = pipeline_load(&r.p, pos.items[0], s.partition, err)) < 0 ||
+        (rc = refuse_lint(&r.p, err)) < 0 ||
+        (rc = hash_file(r.config_sha256, pos.items[0], err)) < 0)
+        goto done;
+    if (s.partition)
+        parse_partition(&k, &n, s.partition, err);
+    sg_journal_new_run_id(run_id);
+    if ((rc = open_journal_target(&r, s.journal, run_id, err)) < 0 ||
+        (rc = sg_journal_new(&r.journal, run_id, &r.p.cfg, r.config_sha256, k, n, r.p.selected,
+                             err)) < 0)
+        goto done;
+    sg_log_info("run %s of pipeline %s", run_id, r.p.cfg.name);
+    save(&r);
+    run_options_fill(&o, &r, &s);
+    rc = sg_run_pipeline(&res, &o, err);
+    rc = finish_run(&r, &res, rc, &s, err);
+done:
+    sg_run_result_clear(&res, r.p.cfg.nfleet);
+    runner_clear(&r);
+    free(pos.items);
+    return rc;
+}
+
+/* Loads the run's journal (the local copy when named, else the store's)
+ * and checks it belongs to this pipeline file. */
+static int load_run(runner *r, const run_settings *s, const char *run_id, sg_error *err)
+{
+    int rc;
+    if (!s->config)
+        return sg_error_set(err, SG_E_USAGE, "--config PIPELINE.yaml is required");
+    if ((rc = pipeline_load(&r->p, s->config, NULL, err)) < 0 ||
+        (rc = hash_file(r->config_sha256, s->config, err)) < 0 ||
+        (rc = open_journal_target(r, s->journal, run_id, err)) < 0)
+        return rc;
+    rc = s->journal ? sg_journal_load_file(&r->journal, s->journal, err)
+                    : sg_journal_load(&r->journal, r->store, run_id, err);
+    if (rc < 0)
+        return rc;
+    if (strcmp(r->journal->run_id, run_id) != 0)
+        return sg_error_set(err, SG_E_MISMATCH, "the journal %s is of run %s, not %s",
+                            r->journal_path, r->journal->run_id, run_id);
+    if (strcmp(r->journal->config_sha256, r->config_sha256) != 0) {
+        sg_error_set(err, SG_E_MISMATCH, "%s changed since run %s started", s->config, run_id);
+        sg_error_hint(err, "resume with the pipeline file the run started with, or start a new "
+                           "run");
+        return SG_E_MISMATCH;
+    }
+    /* the run's partition, as the journal says */
+    if (r->journal->part_n)
+        rc = sg_pipeline_partition(r->p.selected, &r->p.cfg, r->journal->part_k, r->journal->part_n,
+                                   err);
+    return rc;
+}
+
+int sg_cli_resume(int argc, char **argv, sg_error *err)
+{
+    run_settings s = {0};
+    sg_strlist pos = {0};
+    runner r;
+    sg_run_result res = {0};
+    sg_run_options o;
+    bool *done = NULL;
+    sg_gate *first = NULL;
+    char(*snapshots)[SG_SNAPSHOT_ID_MAX] = NULL;
+    memset(&r, 0, sizeof(r));
+    int rc = sg_cli_parse(&s, resume_options, argc, argv, "resume RUN_ID --config PIPELINE.yaml",
+                          &pos, &s.common, err);
+    if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 1, "run id", err)) < 0 ||
+        (rc = load_run(&r, &s, pos.items[0], err)) < 0 || (rc = refuse_lint(&r.p, err)) < 0)
+        goto done;
+    size_t n = r.p.cfg.nfleet;
+    if (!(done = sg_calloc(n, sizeof(*done))) || !(first = sg_calloc(n, sizeof(*first))) ||
+        !(snapshots = sg_calloc(n, sizeof(*snapshots)))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    size_t todo = 0;
+    for (size_t i = 0; i < n; i++) {
+        long j = journal_index(&r, i);
+        if (j < 0) {
+            r.p.selected[i] = false;
+            continue;
+        }
+        first[i] = sg_journal_resume_gate(r.journal, (size_t)j, &done[i]);
+        memcpy(snapshots[i], r.journal->shards[j].snapshot_id, sizeof(snapshots[i]));
+        todo += !done[i];
+    }
+    sg_log_info("resuming run %s: %zu shard%s to go", r.journal->run_id, todo,
+                todo == 1 ? "" : "s");
+    sg_journal_run_status(r.journal, SG_RUN_RUNNING);
+    save(&r);
+    run_options_fill(&o, &r, &s);
+    o.done = done;
+    o.first_gate = first;
+    o.snapshot_ids = (const char(*)[SG_SNAPSHOT_ID_MAX])snapshots;
+    rc = sg_run_pipeline(&res, &o, err);
+    rc = finish_run(&r, &res, rc, &s, err);
+done:
+    free(done);
+    free(first);
+    free(snapshots);
+    sg_run_result_clear(&res, r.p.cfg.nfleet);
+    runner_clear(&r);
+    free(pos.items);
+    return rc;
+}
+
+int sg_cli_rollback(int argc, char **argv, sg_error *err)
+{
+    run_settings s = {0};
+    sg_strlist pos = {0};
+    runner r;
+    size_t reverted = 0, failed = 0;
+    memset(&r, 0, sizeof(r));
+    int rc =
+        sg_cli_parse(&s, rollback_options, argc, argv,
+                     "rollback RUN_ID --config PIPELINE.yaml [--shard NAME]", &pos, &s.common, err);
+    if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 1, "run id", err)) < 0 ||
+        (rc = load_run(&r, &s, pos.items[0], err)) < 0)
+        goto done;
+    if (s.shard && sg_journal_shard_find(r.journal, s.shard) < 0) {
+        rc =
+            sg_error_set(err, SG_E_NOT_FOUND, "run %s has no shard %s", r.journal->run_id, s.shard);
+        goto done;
+    }
+    /* newest stage first, each stage's shards in reverse order */
+    for (size_t i = r.journal->nshards; i-- > 0;) {
+        sg_journal_shard *js = &r.journal->shards[i];
+        const sg_pipeline_shard *shard = sg_pipeline_config_shard(&r.p.cfg, js->name);
+        if ((s.shard && strcmp(s.shard, js->name) != 0) || !shard ||
+            js->state == SG_SHARD_ROLLED_BACK || js->to_version <= js->from_version)
+            continue;
+        sg_apply_options o;
+        sg_apply_result res = {0};
+        PGconn *conn = NULL;
+        sg_error shard_err = {0};
+        sg_apply_options_init(&o, shard->dsn);
+        o.target = js->from_version;
+        o.lock_timeout_ms = r.p.cfg.policy.lock_timeout_ms;
+        o.retries = r.p.cfg.policy.retries;
+        o.actor.run_id = r.journal->run_id;
+        int src = sg_pg_connect(&conn, shard->dsn, "shard", &shard_err);
+        if (src == 0)
+            src = sg_revert(&res, conn, r.p.set, &o, &shard_err);
+        if (src == 0) {
+            sg_journal_shard_state(r.journal, i, SG_SHARD_ROLLED_BACK);
+            save(&r);
+            reverted++;
+            printf("%-20s rolled back to version %" PRId64 "\n", js->name, js->from_version);
+        } else {
+            failed++;
+            sg_log(SG_LOG_ERROR, "%s: rollback: %s", js->name, shard_err.message);
+        }
+        sg_apply_result_clear(&res);
+        PQfinish(conn);
+    }
+    if (failed)
+        rc = sg_error_set(err, SG_E_SHARDS_FAILED, "%zu shard%s could not be rolled back", failed,
+                          failed == 1 ? "" : "s");
+    else if (!reverted)
+        printf("nothing to roll back in run %s\n", r.journal->run_id);
+done:
+    runner_clear(&r);
     free(pos.items);
     return rc;
 }

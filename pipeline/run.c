@@ -57,7 +57,8 @@ static void observe(void *arg, const sg_shard_settings *s, sg_gate gate,
     if (!r->opts->hooks.gate)
         return;
     pthread_mutex_lock(&r->lock);
-    r->opts->hooks.gate(r->opts->hooks.ctx, call->index, gate, record);
+    r->opts->hooks.gate(r->opts->hooks.ctx, call->index, gate, record,
+                        &r->res->outcomes[call->index]);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -122,7 +123,7 @@ static int shard_task(void *arg, size_t worker, size_t task, sg_error *err)
         r->opts->hooks.shard(r->opts->hooks.ctx, index, out, rc, shard_err);
     pthread_mutex_unlock(&r->lock);
     if (rc < 0)
-        sg_log(SG_LOG_ERROR, "%s", shard_err->message);
+        sg_log_error(shard_err);
     /* a failed shard is a result; only an interrupt stops the others */
     return rc == SG_E_INTERRUPTED ? sg_interrupt_check(err) : 0;
 }

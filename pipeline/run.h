@@ -29,8 +29,10 @@ const char *sg_stage_state_name(sg_stage_state state);
 
 typedef struct sg_run_hooks {
     void *ctx;
-    /* a gate starts (record->ran false) or ends */
-    void (*gate)(void *ctx, size_t shard, sg_gate gate, const sg_gate_record *record);
+    /* a gate starts (record->ran false) or ends; outcome is what the shard's
+     * gates found so far */
+    void (*gate)(void *ctx, size_t shard, sg_gate gate, const sg_gate_record *record,
+                 const sg_shard_outcome *outcome);
     /* a shard is through (rc 0) or failed */
     void (*shard)(void *ctx, size_t shard, const sg_shard_outcome *outcome, int rc,
                   const sg_error *err);

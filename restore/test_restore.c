@@ -78,7 +78,10 @@ static int create_database(const char *conninfo, sg_error *err)
  * (and with heap, every heap tuple is in its index). A restore builds
  * indexes afresh, so a failure here means the data breaks an invariant the
  * indexes rely on: above all a collation that sorts differently on the
- * restoring host than on the shard's. */
+ * restoring host than on the shard's. The checks run in a transaction that
+ * is rolled back, so the extension is gone after: the restored database
+ * stays as the snapshot had it (the pipeline rehearses on it, and compares
+ * schema fingerprints). */
 static int check_indexes(sg_test_restore_result *res, const char *conninfo, bool heap,
                          sg_error *err)
 {
@@ -90,7 +93,8 @@ static int check_indexes(sg_test_restore_result *res, const char *conninfo, bool
     PGconn *conn = NULL;
     PGresult *list = NULL;
     int rc;
-    if ((rc = sg_pg_connect(&conn, conninfo, "the restored database", err)) < 0)
+    if ((rc = sg_pg_connect(&conn, conninfo, "the restored database", err)) < 0 ||
+        (rc = sg_pg_exec(conn, "BEGIN", err)) < 0)
         goto done;
     {
         PGresult *r = PQexec(conn, "CREATE EXTENSION IF NOT EXISTS amcheck");
@@ -124,6 +128,8 @@ static int check_indexes(sg_test_restore_result *res, const char *conninfo, bool
     }
 done:
     PQclear(list);
+    if (conn && PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK"));
     PQfinish(conn);
     return rc;
 }
