@@ -92,6 +92,7 @@ static int apply_gate(sg_shard_outcome *out, PGconn *conn, const sg_shard_settin
 {
     sg_apply_options o;
     sg_apply_result res = {0};
+    out->applied = 0; /* an outcome kept from a killed run counts afresh */
     sg_apply_options_init(&o, s->dsn);
     o.target = out->rehearsal.to_version;
     if (s->lock_timeout_ms)
@@ -175,6 +176,8 @@ static int verify_gate(sg_shard_outcome *out, PGconn *conn, const sg_shard_setti
 {
     sg_schema_desc *desc = NULL;
     int rc = 0;
+    out->tables_verified = 0;
+    out->live_fingerprint[0] = '\0';
     /* the verify sections of every file the shard now has from the set, up to
      * the version the run reached: they must still hold */
     for (size_t i = 0; rc == 0 && i < s->set->count; i++) {
