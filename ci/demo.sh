@@ -5,7 +5,8 @@
 # checks that schema and rows came back the same; then lints the example
 # migrations, rehearses them on the restored copy, applies them to the source,
 # checks that both end with the same schema fingerprint and reverts the
-# rehearsal. Everything it creates lives
+# rehearsal; last, examples/demo.sh takes a local fleet of four shards through a
+# whole pipeline. Everything it creates lives
 # in one temporary directory, removed at the end (kept with SG_DEMO_KEEP=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -181,3 +182,6 @@ echo "demo_src and the rehearsal on demo_copy end with the same schema: $(finger
 
 step "reverting the rehearsal"
 run "$shardgate" revert --dsn "$(dsn demo_copy)" --migrations "$migrations" --to 0
+
+step "a fleet of four shards through a whole pipeline (examples/demo.sh)"
+SHARDGATE="$shardgate" "$root/examples/demo.sh"
