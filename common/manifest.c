@@ -42,7 +42,10 @@ static int nomem(sg_error *err)
 
 sg_manifest *sg_manifest_new(void)
 {
-    return sg_calloc(1, sizeof(sg_manifest));
+    sg_manifest *m = sg_calloc(1, sizeof(sg_manifest));
+    if (m)
+        m->target_version = -1;
+    return m;
 }
 
 static void table_clear(sg_manifest_table *t)
@@ -101,6 +104,7 @@ void sg_manifest_free(sg_manifest *m)
     free(m->id);
     free(m->shard);
     free(m->tool_version);
+    free(m->run_id);
     free(m->started_at);
     free(m->finished_at);
     free(m->server_version);
@@ -507,6 +511,10 @@ static json_t *header_json(builder *b, const sg_manifest *m, const char *signer,
     put(b, o, "finished_at", str(b, "finished_at", m->finished_at));
     put(b, o, "server_version", str(b, "server_version", m->server_version));
     put(b, o, "server_version_num", json_integer(m->server_version_num));
+    if (m->run_id) {
+        put(b, o, "run_id", str(b, "run_id", m->run_id));
+        put(b, o, "target_version", json_integer(m->target_version));
+    }
     put(b, o, "signer", str(b, "signer", signer));
     for (size_t i = 0; i < m->nrecipients; i++) {
         json_t *r = json_object();
@@ -912,6 +920,14 @@ static int parse_header(sg_manifest *m, json_t *root, const char *signer, sg_err
         (rc = get_uint(&version_num, &c, root, "server_version_num", INT_MAX)) < 0)
         return rc;
     m->server_version_num = (int)version_num;
+    /* tags of a pipeline run: optional, absent from snapshots taken alone */
+    if (json_object_get(root, "run_id")) {
+        uint64_t target = 0;
+        if ((rc = get_dup(&m->run_id, &c, root, "run_id")) < 0 ||
+            (rc = get_uint(&target, &c, root, "target_version", INT64_MAX)) < 0)
+            return rc;
+        m->target_version = (int64_t)target;
+    }
     if ((rc = get_str(&signer_field, &c, root, "signer")) < 0)
         return rc;
     if (!is_key_id(signer_field, strlen(signer_field)))

@@ -92,6 +92,10 @@ typedef struct sg_manifest {
     char *finished_at;
     char *server_version;
     int server_version_num;
+    /* the pipeline run that took it, and the version it migrates the shard
+     * to: NULL and -1 for a snapshot taken alone (optional in the format) */
+    char *run_id;
+    int64_t target_version;
     char signer[SG_KEY_ID_LEN + 1];
     sg_manifest_recipient *recipients;
     size_t nrecipients;

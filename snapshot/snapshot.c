@@ -249,6 +249,8 @@ static int build_manifest(sg_manifest *m, sg_run *r, const sg_secret_key *key,
     DUP(m->finished_at, when);
     DUP(m->server_version, version ? version : "unknown");
     m->server_version_num = PQserverVersion(coord);
+    DUP(m->run_id, r->opts->run_id);
+    m->target_version = r->opts->run_id ? r->opts->target_version : -1;
     TRY(sg_manifest_add_recipient(m, &key->pub, r->data_key, err));
     for (size_t i = 0; i < nrecipients; i++) {
         bool dup = strcmp(recipients[i].id, key->pub.id) == 0;

@@ -31,6 +31,8 @@ typedef struct sg_snapshot_options {
     int compress_level;
     int lock_timeout_ms;
     const char *pg_bindir;
+    const char *run_id;     /* a pipeline run's: recorded in the manifest; NULL for none */
+    int64_t target_version; /* the version that run migrates to */
 } sg_snapshot_options;
 
 /* Defaults: 2 jobs, 32 MiB chunks, 1 GiB packs, zstd level 1, 5 s lock

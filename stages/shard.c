@@ -37,6 +37,12 @@ static int snapshot_gate(sg_shard_outcome *out, const sg_shard_settings *s, sg_e
     if (s->jobs > 0)
         o.jobs = s->jobs;
     o.pg_bindir = s->pg_bindir;
+    /* tagged with the run and the version it migrates to */
+    o.run_id = s->run_id;
+    o.target_version = 0;
+    for (size_t i = 0; i < s->set->count; i++)
+        if (s->set->items[i].version <= s->target)
+            o.target_version = s->set->items[i].version;
     int rc = sg_snapshot_run(&res, &o, err);
     if (rc == 0) {
         snprintf(out->snapshot_id, sizeof(out->snapshot_id), "%s", res.id);

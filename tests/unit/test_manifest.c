@@ -255,6 +255,34 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+/* A pipeline run's tags go round; a manifest without them (a snapshot taken
+ * alone, or one from before they existed) reads as untagged. */
+START_TEST(test_run_tags)
+{
+    sg_manifest *m = full_manifest(), *back;
+    sg_buf file = {0};
+    ck_assert_ptr_null(m->run_id);
+    ck_assert_int_eq(m->target_version, -1);
+    serialize(&file, m);
+    ck_assert_ptr_null(memmem(file.data, file.len, "run_id", 6));
+    back = parse_ok(&file);
+    ck_assert_ptr_null(back->run_id);
+    ck_assert_int_eq(back->target_version, -1);
+    sg_manifest_free(back);
+    sg_buf_free(&file);
+
+    ck_assert_ptr_nonnull(m->run_id = strdup("20240501T020000Z-1a2b3c4d"));
+    m->target_version = 42;
+    serialize(&file, m);
+    back = parse_ok(&file);
+    ck_assert_str_eq(back->run_id, "20240501T020000Z-1a2b3c4d");
+    ck_assert_int_eq(back->target_version, 42);
+    sg_manifest_free(back);
+    sg_manifest_free(m);
+    sg_buf_free(&file);
+}
+END_TEST
+
 /* A manifest without a migration registry, tables or sequences. */
 START_TEST(test_round_trip_empty_body)
 {
@@ -1261,6 +1289,7 @@ static Suite *manifest_suite(void)
     tc = tcase_create("round_trip");
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_round_trip_empty_body);
+    tcase_add_test(tc, test_run_tags);
     tcase_add_test(tc, test_find_object);
     suite_add_tcase(s, tc);
 
