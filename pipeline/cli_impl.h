@@ -63,4 +63,8 @@ int sg_cli_run(int argc, char **argv, sg_error *err);
 int sg_cli_resume(int argc, char **argv, sg_error *err);
 int sg_cli_rollback(int argc, char **argv, sg_error *err);
 
+/* `status --config`: every shard of a pipeline's fleet, from its registry,
+ * the store and the newest run's journal. */
+int sg_cli_fleet_status(const char *config, bool json, bool check, sg_error *err);
+
 #endif

@@ -246,6 +246,7 @@ typedef struct status_settings {
     common_settings common;
     const char *dsn;
     const char *migrations;
+    const char *config;
     bool check;
 } status_settings;
 
@@ -253,6 +254,8 @@ static const sg_option status_options[] = {
     {"dsn", SG_OPT_STRING, offsetof(status_settings, dsn), "DSN", "database", 0, 0},
     {"migrations", SG_OPT_STRING, offsetof(status_settings, migrations), "DIR",
      "directory of NNNN_name.sql files", 0, 0},
+    {"config", SG_OPT_STRING, offsetof(status_settings, config), "PIPELINE.yaml",
+     "every shard of this pipeline's fleet, instead of one database", 0, 0},
     {"check", SG_OPT_FLAG, offsetof(status_settings, check), NULL,
      "exit with status 14 on drift, or a changed, missing, failed or partial migration", 0, 0},
     COMMON_OPTIONS(status_settings),
@@ -360,11 +363,19 @@ int sg_cli_status(int argc, char **argv, sg_error *err)
     sg_migration_set *set = NULL;
     sg_status st = {0};
     PGconn *conn = NULL;
-    int rc =
-        sg_cli_parse(&s, status_options, argc, argv,
-                     "status --dsn DSN --migrations DIR [--check] [--json]", &pos, &s.common, err);
+    int rc = sg_cli_parse(
+        &s, status_options, argc, argv,
+        "status --dsn DSN --migrations DIR | --config PIPELINE.yaml [--check] [--json]", &pos,
+        &s.common, err);
     if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 0, "", err)) < 0)
         goto done;
+    if (s.config) {
+        rc = s.dsn || s.migrations
+                 ? sg_error_set(err, SG_E_USAGE,
+                                "--config and --dsn/--migrations exclude each other")
+                 : sg_cli_fleet_status(s.config, s.common.json, s.check, err);
+        goto done;
+    }
     if (!s.dsn || !s.migrations) {
         rc = sg_error_set(err, SG_E_USAGE, "--dsn and --migrations are required");
         goto done;

@@ -13,11 +13,14 @@
 #include "pipeline/cli_impl.h"
 #include "pipeline/config.h"
 #include "pipeline/journal.h"
+#include "pipeline/report.h"
 #include "pipeline/run.h"
 #include "stages/apply.h"
 #include "stages/lint.h"
 #include "stages/migration.h"
+#include "restore/access.h"
 #include "stages/registry.h"
+#include "stages/status.h"
 
 /* "K/N" into k and n, 1 <= k <= n. */
 static int parse_partition(unsigned *k, unsigned *n, const char *text, sg_error *err)
@@ -222,6 +225,8 @@ typedef struct run_settings {
     const char *shard;  /* rollback */
     int jobs;
     const char *pg_bindir;
+    const char *metrics_file; /* run and resume */
+    const char *junit_file;
 } run_settings;
 
 #define RUN(field) offsetof(run_settings, field)
@@ -244,13 +249,30 @@ typedef struct run_settings {
          0},                                                                                       \
         COMMON_OPTIONS(run_settings)
 
+/* Not rollback's: it writes no report, and an option it ignored would
+ * mislead. */
+#define RUN_REPORT_OPTIONS                                                                         \
+    {"metrics-file",                                                                               \
+     SG_OPT_STRING,                                                                                \
+     RUN(metrics_file),                                                                            \
+     "FILE",                                                                                       \
+     "write Prometheus metrics of the run to FILE (textfile collector)",                           \
+     0,                                                                                            \
+     0},                                                                                           \
+    {                                                                                              \
+        "junit", SG_OPT_STRING, RUN(junit_file), "FILE",                                           \
+            "write a JUnit XML report to FILE, a test case per shard and gate", 0, 0               \
+    }
+
 static const sg_option run_options[] = {{"partition", SG_OPT_STRING, RUN(partition), "K/N",
                                          "only the shards of partition K of N", 0, 0},
+                                        RUN_REPORT_OPTIONS,
                                         RUN_COMMON_OPTIONS,
                                         {0}};
 
 static const sg_option resume_options[] = {
     {"config", SG_OPT_STRING, RUN(config), "PIPELINE.yaml", "the run's pipeline file", 0, 0},
+    RUN_REPORT_OPTIONS,
     RUN_COMMON_OPTIONS,
     {0}};
 
@@ -379,6 +401,30 @@ static void print_summary(const runner *r, const sg_run_result *res)
     (void)res;
 }
 
+/* The report files are written whatever the outcome: a failed run is what
+ * monitoring and CI most need to see. One that cannot be written fails a
+ * run that succeeded; after a failed run it is logged, the run's own error
+ * being the one to exit with. */
+static int write_reports(const runner *r, const run_settings *s, int rc, sg_error *err)
+{
+    const struct {
+        const char *path;
+        int (*write)(const sg_journal *j, const char *path, sg_error *err);
+    } reports[] = {{s->metrics_file, sg_run_write_metrics}, {s->junit_file, sg_run_write_junit}};
+    for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+        sg_error report_err = {0};
+        if (!reports[i].path || reports[i].write(r->journal, reports[i].path, &report_err) == 0)
+            continue;
+        if (rc == 0) {
+            *err = report_err;
+            rc = report_err.code;
+        } else {
+            sg_log_error(&report_err);
+        }
+    }
+    return rc;
+}
+
 static int finish_run(runner *r, sg_run_result *res, int rc, const run_settings *s, sg_error *err)
 {
     sg_run_status status = rc == 0 ? SG_RUN_DONE
@@ -389,6 +435,7 @@ static int finish_run(runner *r, sg_run_result *res, int rc, const run_settings 
                                                                       : SG_RUN_HALTED;
     sg_journal_run_status(r->journal, status);
     save(r);
+    rc = write_reports(r, s, rc, err);
     if (s->common.json) {
         char *text = NULL;
         sg_error ignored = {0};
@@ -602,5 +649,152 @@ int sg_cli_rollback(int argc, char **argv, sg_error *err)
 done:
     runner_clear(&r);
     free(pos.items);
+    return rc;
+}
+
+/* ---- status of a whole fleet ---- */
+
+/* One shard as the fleet status shows it. */
+typedef struct fleet_row {
+    bool reachable;
+    char error[256];
+    int64_t version;
+    size_t pending, unfinished;
+    bool drifted;
+    char snapshot[SG_SNAPSHOT_ID_MAX]; /* newest complete one, "" for none */
+    const char *run_state;             /* in the newest run, NULL when not in it */
+} fleet_row;
+
+static void read_fleet_row(fleet_row *row, const sg_pipeline_shard *shard, const pipeline *p,
+                           sg_store *store, const sg_journal *last)
+{
+    PGconn *conn = NULL;
+    sg_status st = {0};
+    sg_snapshot_entry *snaps = NULL;
+    size_t nsnaps = 0;
+    sg_error err = {0};
+    memset(row, 0, sizeof(*row));
+    if (sg_pg_connect(&conn, shard->dsn, "shard", &err) == 0 &&
+        sg_status_read(&st, conn, p->set, &err) == 0) {
+        row->reachable = true;
+        row->version = st.schema_version;
+        row->pending = st.pending;
+        row->unfinished = st.failed + st.changed + st.missing;
+        row->drifted = st.drifted;
+    } else {
+        snprintf(row->error, sizeof(row->error), "%s", err.message);
+    }
+    sg_error_clear(&err);
+    if (sg_snapshot_list(&snaps, &nsnaps, store, shard->name, &err) == 0) {
+        for (size_t i = 0; i < nsnaps && !row->snapshot[0]; i++)
+            if (snaps[i].complete)
+                snprintf(row->snapshot, sizeof(row->snapshot), "%s", snaps[i].id);
+    }
+    long j = last ? sg_journal_shard_find(last, shard->name) : -1;
+    if (j >= 0)
+        row->run_state = sg_shard_state_name(last->shards[j].state);
+    free(snaps);
+    sg_status_clear(&st);
+    PQfinish(conn);
+}
+
+int sg_cli_fleet_status(const char *config, bool json, bool check, sg_error *err)
+{
+    pipeline p;
+    sg_store *store = NULL;
+    sg_journal *last = NULL;
+    char **runs = NULL;
+    size_t nruns = 0, troubled = 0;
+    fleet_row *rows = NULL;
+    json_t *doc = NULL, *shards = NULL, *versions = NULL;
+    int rc;
+    memset(&p, 0, sizeof(p));
+    if ((rc = pipeline_load(&p, config, NULL, err)) < 0 ||
+        (rc = sg_store_open_config(&store, &p.cfg.store, err)) < 0 ||
+        (rc = sg_journal_list(&runs, &nruns, store, err)) < 0)
+        goto done;
+    if (nruns && sg_journal_load(&last, store, runs[0], err) < 0) {
+        sg_log(SG_LOG_WARNING, "cannot read the journal of run %s: %s", runs[0], err->message);
+        sg_error_clear(err);
+    }
+    if (!(rows = sg_calloc(p.cfg.nfleet, sizeof(*rows)))) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < p.cfg.nfleet; i++) {
+        read_fleet_row(&rows[i], &p.cfg.fleet[i], &p, store, last);
+        troubled += !rows[i].reachable || rows[i].drifted || rows[i].unfinished;
+    }
+    /* the distribution of schema versions over the reachable shards */
+    versions = json_object();
+    for (size_t i = 0; i < p.cfg.nfleet; i++) {
+        char key[32];
+        if (!rows[i].reachable)
+            continue;
+        snprintf(key, sizeof(key), "%" PRId64, rows[i].version);
+        json_int_t n = json_integer_value(json_object_get(versions, key));
+        json_object_set_new(versions, key, json_integer(n + 1));
+    }
+    if (json) {
+        shards = json_array();
+        for (size_t i = 0; i < p.cfg.nfleet; i++) {
+            const fleet_row *r = &rows[i];
+            json_array_append_new(
+                shards,
+                json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:b, s:s?, s:s?, s:s?}", "shard",
+                          p.cfg.fleet[i].name, "stage", p.cfg.stages[p.cfg.fleet[i].stage].name,
+                          "reachable", r->reachable, "version", (json_int_t)r->version, "pending",
+                          (json_int_t)r->pending, "unfinished", (json_int_t)r->unfinished,
+                          "drifted", r->drifted, "last_snapshot",
+                          r->snapshot[0] ? r->snapshot : NULL, "last_run_state", r->run_state,
+                          "error", r->error[0] ? r->error : NULL));
+        }
+        doc = json_pack("{s:s, s:s?, s:o, s:O}", "pipeline", p.cfg.name, "last_run",
+                        nruns ? runs[0] : NULL, "shards", shards, "versions", versions);
+        rc = sg_cli_print_json(doc, err);
+        doc = NULL;
+    } else {
+        printf("fleet %s: %zu shards; last run %s\n\n", p.cfg.name, p.cfg.nfleet,
+               nruns ? runs[0] : "(none)");
+        printf("%-20s %-12s %-8s %-8s %-7s %-27s %s\n", "SHARD", "STAGE", "VERSION", "PENDING",
+               "DRIFT", "LAST SNAPSHOT", "LAST RUN");
+        for (size_t i = 0; i < p.cfg.nfleet; i++) {
+            const fleet_row *r = &rows[i];
+            if (!r->reachable) {
+                printf("%-20s %-12s unreachable: %s\n", p.cfg.fleet[i].name,
+                       p.cfg.stages[p.cfg.fleet[i].stage].name, r->error);
+                continue;
+            }
+            printf("%-20s %-12s %-8" PRId64 " %-8zu %-7s %-27s %s\n", p.cfg.fleet[i].name,
+                   p.cfg.stages[p.cfg.fleet[i].stage].name, r->version, r->pending,
+                   r->drifted      ? "DRIFTED"
+                   : r->unfinished ? "unclean"
+                                   : "no",
+                   r->snapshot[0] ? r->snapshot : "-", r->run_state ? r->run_state : "-");
+        }
+        const char *key;
+        json_t *value;
+        const char *sep = "";
+        printf("\nschema versions:");
+        json_object_foreach(versions, key, value)
+        {
+            printf("%s %s on %" JSON_INTEGER_FORMAT " shard%s", sep, key, json_integer_value(value),
+                   json_integer_value(value) == 1 ? "" : "s");
+            sep = ",";
+        }
+        printf("%s\n", *sep ? "" : " none readable");
+    }
+    if (rc == 0 && check && troubled)
+        rc = sg_error_set(err, SG_E_MISMATCH,
+                          "%zu shard%s unreachable, drifted or with unfinished migrations",
+                          troubled, troubled == 1 ? " is" : "s are");
+done:
+    json_decref(doc);
+    json_decref(versions);
+    free(rows);
+    sg_journal_free(last);
+    sg_journal_list_free(runs, nruns);
+    sg_store_free(store);
+    pipeline_clear(&p);
     return rc;
 }

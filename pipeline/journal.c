@@ -358,6 +358,8 @@ void sg_journal_shard_outcome(sg_journal *j, size_t shard, const sg_shard_outcom
 {
     sg_journal_shard *s = &j->shards[shard];
     now_utc(j->updated_at);
+    if (outcome->snapshot_bytes || strcmp(s->snapshot_id, outcome->snapshot_id) != 0)
+        s->snapshot_bytes = outcome->snapshot_bytes;
     snprintf(s->snapshot_id, sizeof(s->snapshot_id), "%s", outcome->snapshot_id);
     s->from_version = outcome->from_version;
     s->to_version = outcome->to_version;
@@ -494,6 +496,7 @@ static json_t *shard_json(builder *b, const sg_journal *j, size_t index)
     put(b, o, "stage", json_string(j->stages[s->stage].name));
     put(b, o, "state", json_string(shard_state_names[s->state]));
     put(b, o, "snapshot_id", opt_str(b, "snapshot_id", s->snapshot_id));
+    put(b, o, "snapshot_bytes", uint_json(s->snapshot_bytes));
     put(b, o, "from_version", json_integer(s->from_version));
     put(b, o, "to_version", json_integer(s->to_version));
     put(b, o, "applied", uint_json(s->applied));
@@ -863,6 +866,7 @@ static int parse_shard(sg_journal *j, sg_journal_shard *s, const jctx *c, json_t
                                         "stage",
                                         "state",
                                         "snapshot_id",
+                                        "snapshot_bytes",
                                         "from_version",
                                         "to_version",
                                         "applied",
@@ -873,6 +877,7 @@ static int parse_shard(sg_journal *j, sg_journal_shard *s, const jctx *c, json_t
                                         "failure",
                                         NULL};
     const char *name = NULL, *stage = NULL;
+    int64_t bytes = 0;
     int state = 0, rc;
 
     if (!json_is_object(obj))
@@ -896,6 +901,9 @@ static int parse_shard(sg_journal *j, sg_journal_shard *s, const jctx *c, json_t
     s->state = (sg_shard_state)state;
     if (s->snapshot_id[0] && !sg_snapshot_id_valid(s->snapshot_id))
         return field_error(c, "snapshot_id", "invalid snapshot id \"%s\"", s->snapshot_id);
+    if ((rc = get_int(&bytes, c, obj, "snapshot_bytes", 0, INT64_MAX)) < 0)
+        return rc;
+    s->snapshot_bytes = (uint64_t)bytes;
     if ((rc = get_int(&s->from_version, c, obj, "from_version", 0, INT64_MAX)) < 0 ||
         (rc = get_int(&s->to_version, c, obj, "to_version", 0, INT64_MAX)) < 0 ||
         (rc = get_size(&s->applied, c, obj, "applied")) < 0 ||

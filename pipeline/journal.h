@@ -8,8 +8,8 @@
  *    "partition": null (the whole fleet) or {"k": 2, "n": 4},
  *    "status": "running", "started_at": "2024-05-01T02:00:00Z", "updated_at": ...,
  *    "stages": [{"name", "state", "started_at", "finished_at"}],
- *    "shards": [{"name", "stage", "state", "snapshot_id", "from_version",
- *                "to_version", "applied", "rehearsal_fingerprint",
+ *    "shards": [{"name", "stage", "state", "snapshot_id", "snapshot_bytes",
+ *                "from_version", "to_version", "applied", "rehearsal_fingerprint",
  *                "live_fingerprint", "tables_verified",
  *                "gates": {"snapshot": {"started_at", "ran", "error", "ms",
  *                                       "message"}, ...},
@@ -93,6 +93,7 @@ typedef struct sg_journal_shard {
     sg_shard_state state;
     sg_journal_gate_entry gates[SG_GATE_COUNT];
     char snapshot_id[SG_SNAPSHOT_ID_MAX]; /* "" until the snapshot gate passes */
+    uint64_t snapshot_bytes;              /* stored for that snapshot; 0 without one */
     int64_t from_version, to_version;
     size_t applied;
     char rehearsal_fingerprint[SG_SHA256_HEX_LEN]; /* "" until known */
@@ -165,10 +166,12 @@ void sg_journal_shard_state(sg_journal *j, size_t shard, sg_shard_state state);
  * the record's code and message. */
 void sg_journal_gate(sg_journal *j, size_t shard, sg_gate gate, const sg_gate_record *rec);
 
-/* Copies what a shard's gates found: snapshot id, versions, migrations
- * applied, fingerprints, tables verified. Call it at the end of each gate
- * too, so that the snapshot id is in the journal before the next gate
- * starts. */
+/* Copies what a shard's gates found: snapshot id and stored bytes,
+ * versions, migrations applied, fingerprints, tables verified. Call it at
+ * the end of each gate too, so that the snapshot id is in the journal before
+ * the next gate starts. A resumed shard's outcome names the snapshot of the
+ * run it resumes without its size, so the size recorded for that snapshot is
+ * kept. */
 void sg_journal_shard_outcome(sg_journal *j, size_t shard, const sg_shard_outcome *outcome);
 
 /* Sets a stage's state; running stamps started_at (the first time), done,
