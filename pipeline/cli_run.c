@@ -346,12 +346,19 @@ static void on_shard(void *ctx, size_t shard, const sg_shard_outcome *outcome, i
 {
     runner *r = ctx;
     long j = journal_index(r, shard);
-    (void)err;
     if (j < 0)
         return;
     sg_journal_shard_outcome(r->journal, (size_t)j, outcome);
-    if (rc == 0)
+    if (rc == 0) {
         sg_journal_shard_state(r->journal, (size_t)j, SG_SHARD_DONE);
+    } else if (r->journal->shards[j].state != SG_SHARD_FAILED) {
+        /* it failed before its first gate (unreachable, or held by another
+         * runner): the journal says so at the snapshot gate, where a
+         * resumed run starts it again */
+        sg_gate_record rec = {.ran = true, .rc = rc};
+        snprintf(rec.message, sizeof(rec.message), "%s", err->message);
+        sg_journal_gate(r->journal, (size_t)j, SG_GATE_SNAPSHOT, &rec);
+    }
     save(r);
 }
 
@@ -640,6 +647,10 @@ int sg_cli_rollback(int argc, char **argv, sg_error *err)
         }
         sg_apply_result_clear(&res);
         PQfinish(conn);
+    }
+    if (!failed && reverted && !s.shard) {
+        sg_journal_run_status(r.journal, SG_RUN_ROLLED_BACK);
+        save(&r);
     }
     if (failed)
         rc = sg_error_set(err, SG_E_SHARDS_FAILED, "%zu shard%s could not be rolled back", failed,

@@ -1,7 +1,6 @@
 #include "restore/drill.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "common/file.h"
 #include "common/interrupt.h"
 #include "common/log.h"
+#include "common/report_text.h"
 #include "common/mem.h"
 #include "common/retry.h"
 #include "common/workers.h"
@@ -183,40 +183,6 @@ void sg_drill_result_clear(sg_drill_result *res)
 
 /* ---- reports ---- */
 
-static int appendf(sg_buf *b, sg_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int appendf(sg_buf *b, sg_error *err, const char *fmt, ...)
-{
-    va_list ap;
-    char *text;
-    int n, rc;
-    va_start(ap, fmt);
-    n = vasprintf(&text, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return sg_error_set(err, SG_E_NOMEM, "out of memory");
-    rc = sg_buf_append(b, text, (size_t)n, err);
-    free(text);
-    return rc;
-}
-
-/* Label values escape backslash, double quote and newline (the text
- * exposition format). */
-static int append_label(sg_buf *b, const char *value, sg_error *err)
-{
-    int rc = 0;
-    for (const char *p = value; *p && rc == 0; p++) {
-        if (*p == '\\' || *p == '"')
-            rc = appendf(b, err, "\\%c", *p);
-        else if (*p == '\n')
-            rc = appendf(b, err, "\\n");
-        else
-            rc = sg_buf_append(b, p, 1, err);
-    }
-    return rc;
-}
-
 typedef double (*metric_fn)(const sg_drill_shard *s);
 
 static double metric_success(const sg_drill_shard *s)
@@ -257,16 +223,16 @@ int sg_drill_write_metrics(const sg_drill_result *res, const char *path, sg_erro
     sg_buf b = {0};
     int rc = 0;
     for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]) && rc == 0; m++) {
-        rc = appendf(&b, err, "# HELP %s %s\n# TYPE %s gauge\n", metrics[m].name, metrics[m].help,
-                     metrics[m].name);
+        rc = sg_report_appendf(&b, err, "# HELP %s %s\n# TYPE %s gauge\n", metrics[m].name,
+                               metrics[m].help, metrics[m].name);
         for (size_t i = 0; i < res->count && rc == 0; i++) {
             const sg_drill_shard *s = &res->shards[i];
             /* No snapshot, no age: a sample of 0 would read as "fresh". */
             if (metrics[m].needs_snapshot && !s->result.id[0])
                 continue;
-            if ((rc = appendf(&b, err, "%s{shard=\"", metrics[m].name)) == 0 &&
-                (rc = append_label(&b, s->shard, err)) == 0)
-                rc = appendf(&b, err, "\"} %.3f\n", metrics[m].value(s));
+            if ((rc = sg_report_appendf(&b, err, "%s{shard=\"", metrics[m].name)) == 0 &&
+                (rc = sg_report_append_prometheus_label(&b, s->shard, err)) == 0)
+                rc = sg_report_appendf(&b, err, "\"} %.3f\n", metrics[m].value(s));
         }
     }
     if (rc == 0)
@@ -275,80 +241,55 @@ int sg_drill_write_metrics(const sg_drill_result *res, const char *path, sg_erro
     return rc;
 }
 
-/* XML 1.0 text: the five entities escaped, and control characters (which
- * XML cannot hold at all) replaced by a space. */
-static int append_xml(sg_buf *b, const char *text, sg_error *err)
-{
-    int rc = 0;
-    for (const unsigned char *p = (const unsigned char *)text; *p && rc == 0; p++) {
-        switch (*p) {
-        case '&':
-            rc = appendf(b, err, "&amp;");
-            break;
-        case '<':
-            rc = appendf(b, err, "&lt;");
-            break;
-        case '>':
-            rc = appendf(b, err, "&gt;");
-            break;
-        case '"':
-            rc = appendf(b, err, "&quot;");
-            break;
-        case '\'':
-            rc = appendf(b, err, "&apos;");
-            break;
-        default:
-            rc = *p < 0x20 && *p != '\n' && *p != '\t' ? appendf(b, err, " ")
-                                                       : sg_buf_append(b, p, 1, err);
-        }
-    }
-    return rc;
-}
-
 static int append_case(sg_buf *b, const sg_drill_shard *s, sg_error *err)
 {
     int rc;
-    if ((rc = appendf(b, err, "    <testcase classname=\"shardgate.drill\" name=\"")) < 0 ||
-        (rc = append_xml(b, s->shard, err)) < 0 ||
-        (rc = appendf(b, err, "\" time=\"%.3f\"", s->result.seconds)) < 0)
+    if ((rc = sg_report_appendf(b, err,
+                                "    <testcase classname=\"shardgate.drill\" "
+                                "name=\"")) < 0 ||
+        (rc = sg_report_append_xml(b, s->shard, err)) < 0 ||
+        (rc = sg_report_appendf(b, err, "\" time=\"%.3f\"", s->result.seconds)) < 0)
         return rc;
     if (s->rc == 0 && !s->rto_exceeded)
-        return appendf(b, err, "/>\n");
-    if ((rc = appendf(b, err, ">\n      <failure type=\"")) < 0 ||
-        (rc = append_xml(b, s->rc < 0 ? sg_error_class(s->rc) : "objective missed", err)) < 0 ||
-        (rc = appendf(b, err, "\" message=\"")) < 0)
+        return sg_report_appendf(b, err, "/>\n");
+    if ((rc = sg_report_appendf(b, err, ">\n      <failure type=\"")) < 0 ||
+        (rc = sg_report_append_xml(b, s->rc < 0 ? sg_error_class(s->rc) : "objective missed",
+                                   err)) < 0 ||
+        (rc = sg_report_appendf(b, err, "\" message=\"")) < 0)
         return rc;
     if (s->rc < 0)
-        rc = append_xml(b, s->error.message, err);
+        rc = sg_report_append_xml(b, s->error.message, err);
     else
-        rc = appendf(b, err, "recovered in %.1f s, longer than the recovery-time objective",
-                     s->result.seconds);
-    if (rc < 0 || (rc = appendf(b, err, "\">")) < 0)
+        rc = sg_report_appendf(b, err,
+                               "recovered in %.1f s, longer than the recovery-time objective",
+                               s->result.seconds);
+    if (rc < 0 || (rc = sg_report_appendf(b, err, "\">")) < 0)
         return rc;
-    if (s->rc < 0 && s->error.detail[0] && (rc = append_xml(b, s->error.detail, err)) < 0)
+    if (s->rc < 0 && s->error.detail[0] && (rc = sg_report_append_xml(b, s->error.detail, err)) < 0)
         return rc;
     if (s->rc < 0 && s->error.hint[0] &&
-        ((rc = appendf(b, err, "\nhint: ")) < 0 || (rc = append_xml(b, s->error.hint, err)) < 0))
+        ((rc = sg_report_appendf(b, err, "\nhint: ")) < 0 ||
+         (rc = sg_report_append_xml(b, s->error.hint, err)) < 0))
         return rc;
-    return appendf(b, err, "</failure>\n    </testcase>\n");
+    return sg_report_appendf(b, err, "</failure>\n    </testcase>\n");
 }
 
 int sg_drill_write_junit(const sg_drill_result *res, const char *path, sg_error *err)
 {
     sg_buf b = {0};
     size_t failures = res->failed + res->too_slow;
-    int rc = appendf(&b, err,
-                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                     "<testsuites name=\"shardgate drill\" tests=\"%zu\" failures=\"%zu\" "
-                     "time=\"%.3f\">\n"
-                     "  <testsuite name=\"shardgate drill\" tests=\"%zu\" failures=\"%zu\" "
-                     "errors=\"0\" time=\"%.3f\" timestamp=\"%s\">\n",
-                     res->count, failures, res->seconds, res->count, failures, res->seconds,
-                     res->started_at);
+    int rc = sg_report_appendf(
+        &b, err,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<testsuites name=\"shardgate drill\" tests=\"%zu\" failures=\"%zu\" "
+        "time=\"%.3f\">\n"
+        "  <testsuite name=\"shardgate drill\" tests=\"%zu\" failures=\"%zu\" "
+        "errors=\"0\" time=\"%.3f\" timestamp=\"%s\">\n",
+        res->count, failures, res->seconds, res->count, failures, res->seconds, res->started_at);
     for (size_t i = 0; i < res->count && rc == 0; i++)
         rc = append_case(&b, &res->shards[i], err);
     if (rc == 0)
-        rc = appendf(&b, err, "  </testsuite>\n</testsuites>\n");
+        rc = sg_report_appendf(&b, err, "  </testsuite>\n</testsuites>\n");
     if (rc == 0)
         rc = sg_file_replace(path, b.data, b.len, err);
     sg_buf_free(&b);

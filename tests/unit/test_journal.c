@@ -102,6 +102,7 @@ static sg_journal *full_journal(void)
     set_gate(&a->gates[SG_GATE_APPLY], "2024-05-01T02:03:03Z", 0, 2, "");
     set_gate(&a->gates[SG_GATE_VERIFY], "2024-05-01T02:03:04Z", 0, 900, "");
     strcpy(a->snapshot_id, SNAPSHOT_ID);
+    a->snapshot_bytes = 5368709120;
     a->from_version = 3;
     a->to_version = 7;
     a->applied = 4;
@@ -163,6 +164,7 @@ static void assert_journal_eq(const sg_journal *x, const sg_journal *y)
             ck_assert_str_eq(a->gates[g].message, b->gates[g].message);
         }
         ck_assert_str_eq(a->snapshot_id, b->snapshot_id);
+        ck_assert_uint_eq(a->snapshot_bytes, b->snapshot_bytes);
         ck_assert_int_eq(a->from_version, b->from_version);
         ck_assert_int_eq(a->to_version, b->to_version);
         ck_assert_uint_eq(a->applied, b->applied);
@@ -311,10 +313,11 @@ START_TEST(test_round_trip)
                           "\"ran\":true,\"error\":null,\"ms\":500,\"message\":\"\"},"
                           "\"test-restore\":{\"started_at\":\"2024-05-01T02:05:02Z\",\"ran\":"
                           "false,\"error\":null,\"ms\":0,\"message\":\"\"}},\"failure\":null}");
-    assert_contains(text, "\"name\":\"c\",\"stage\":\"wave\",\"state\":\"pending\",\"snapshot_id\":"
-                          "null,\"from_version\":0,\"to_version\":0,\"applied\":0,"
-                          "\"rehearsal_fingerprint\":null,\"live_fingerprint\":null,"
-                          "\"tables_verified\":0,\"gates\":{},\"failure\":null}");
+    assert_contains(text,
+                    "\"name\":\"c\",\"stage\":\"wave\",\"state\":\"pending\",\"snapshot_id\":"
+                    "null,\"snapshot_bytes\":0,\"from_version\":0,\"to_version\":0,\"applied\":0,"
+                    "\"rehearsal_fingerprint\":null,\"live_fingerprint\":null,"
+                    "\"tables_verified\":0,\"gates\":{},\"failure\":null}");
 
     back = parse(text);
     assert_journal_eq(j, back);
@@ -423,6 +426,10 @@ static const bad_field bad_fields[] = {
     {"shards[0].snapshot_id", "\"a/b\"",
      "journal: shards[0].snapshot_id: invalid snapshot id \"a/b\""},
     {"shards[0].snapshot_id", "7", "journal: shards[0].snapshot_id: must be a string or null"},
+    {"shards[0].snapshot_bytes", NULL, "journal: shards[0].snapshot_bytes: missing"},
+    {"shards[0].snapshot_bytes", "-1",
+     "journal: shards[0].snapshot_bytes: must be an integer from 0 to 9223372036854775807"},
+    {"shards[0].snapshot_bytes", "null", "journal: shards[0].snapshot_bytes: must be an integer"},
     {"shards[0].from_version", "\"3\"", "journal: shards[0].from_version: must be an integer"},
     {"shards[0].to_version", "-2",
      "journal: shards[0].to_version: must be an integer from 0 to 9223372036854775807"},
@@ -583,6 +590,7 @@ START_TEST(test_transitions_pass)
         ck_assert(!s->has_failure);
     }
     strcpy(outcome.snapshot_id, SNAPSHOT_ID);
+    outcome.snapshot_bytes = 4096;
     outcome.from_version = 3;
     outcome.to_version = 7;
     outcome.applied = 4;
@@ -591,12 +599,22 @@ START_TEST(test_transitions_pass)
     outcome.tables_verified = 9;
     sg_journal_shard_outcome(j, 0, &outcome);
     ck_assert_str_eq(s->snapshot_id, SNAPSHOT_ID);
+    ck_assert_uint_eq(s->snapshot_bytes, 4096);
     ck_assert_int_eq(s->from_version, 3);
     ck_assert_int_eq(s->to_version, 7);
     ck_assert_uint_eq(s->applied, 4);
     ck_assert_str_eq(s->rehearsal_fingerprint, FP1);
     ck_assert_str_eq(s->live_fingerprint, FP2);
     ck_assert_uint_eq(s->tables_verified, 9);
+    /* resumed, the outcome names the snapshot without its size: it is kept */
+    outcome.snapshot_bytes = 0;
+    sg_journal_shard_outcome(j, 0, &outcome);
+    ck_assert_uint_eq(s->snapshot_bytes, 4096);
+    /* a snapshot taken again that failed leaves neither id nor size */
+    outcome.snapshot_id[0] = '\0';
+    sg_journal_shard_outcome(j, 0, &outcome);
+    ck_assert_str_eq(s->snapshot_id, "");
+    ck_assert_uint_eq(s->snapshot_bytes, 0);
     sg_journal_shard_state(j, 0, SG_SHARD_DONE);
     ck_assert_int_eq(s->state, SG_SHARD_DONE);
     /* a finish without a start still says when */

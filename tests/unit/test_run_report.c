@@ -1,0 +1,633 @@
+/* The report files of a pipeline run, from journals driven in memory
+ * through the transitions the runner makes (everything passes; a shard
+ * fails its test restore; a failure rolls a stage back), pinned line by
+ * line; the same files from the journal read back from its JSON; an
+ * unwritable destination; allocation failures. Escaping is
+ * test_report_text's: shard and pipeline names cannot hold what needs it. */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/mem.h"
+#include "pipeline/config.h"
+#include "pipeline/journal.h"
+#include "pipeline/report.h"
+#include "tests/harness/run.h"
+
+#define HASH "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define RUN_ID "20261125T020000Z-1a2b3c4d"
+#define SNAPSHOT_ID "20261125T020001Z-0123456789abcdef"
+/* Every sample's first labels. */
+#define RUN "pipeline=\"nightly\",run_id=\"" RUN_ID "\""
+
+static const char pipeline_yaml[] = "version: 1\n"
+                                    "name: nightly\n"
+                                    "store: file:///tmp/store\n"
+                                    "keys: {key: runner.key}\n"
+                                    "migrations: migrations\n"
+                                    "fleet:\n"
+                                    "  - {name: eu-1, dsn: \"dbname=eu1\", ring: canary}\n"
+                                    "  - {name: eu-2, dsn: \"dbname=eu2\", ring: wave}\n"
+                                    "  - {name: us-1, dsn: \"dbname=us1\", ring: wave}\n"
+                                    "stages:\n"
+                                    "  - {name: canary, ring: canary}\n"
+                                    "  - {name: wave, ring: wave, parallel: 2}\n";
+
+static char dir[] = "/tmp/sgt-run-report-XXXXXX";
+static sg_pipeline_config cfg;
+
+static void assert_contains(const char *text, const char *needle)
+{
+    ck_assert_msg(strstr(text, needle) != NULL, "\"%s\" not in:\n%s", needle, text);
+}
+
+/* Whole files compared, the first difference shown: Check cannot carry
+ * both files in one message. */
+static void assert_text_eq(const char *text, const char *expected)
+{
+    size_t at = 0, line = 1, from;
+    while (text[at] && text[at] == expected[at])
+        line += text[at++] == '\n';
+    if (!text[at] && !expected[at])
+        return;
+    from = at > 40 ? at - 40 : 0;
+    ck_abort_msg("differs at line %zu:\n  got      ...%.120s\n  expected ...%.120s", line,
+                 text + from, expected + from);
+}
+
+static void assert_lacks(const char *text, const char *needle)
+{
+    ck_assert_msg(strstr(text, needle) == NULL, "\"%s\" in:\n%s", needle, text);
+}
+
+static sg_journal *new_journal(const bool *selected)
+{
+    sg_journal *j = NULL;
+    sg_error err = {0};
+    ck_assert_msg(sg_journal_new(&j, RUN_ID, &cfg, HASH, 0, 0, selected, &err) == 0, "%s",
+                  err.message);
+    return j;
+}
+
+/* One shard's way through its gates, as the runner's hooks record it. */
+typedef struct shard_run {
+    const char *name;
+    double seconds[SG_GATE_COUNT];
+    int fail_gate; /* -1: none */
+    int code;
+    const char *message;
+    uint64_t bytes;
+    int64_t from, to;
+} shard_run;
+
+static void drive(sg_journal *j, const shard_run *r)
+{
+    long i = sg_journal_shard_find(j, r->name);
+    sg_shard_outcome out;
+    memset(&out, 0, sizeof(out));
+    ck_assert_int_ge(i, 0);
+    for (int g = 0; g < SG_GATE_COUNT; g++) {
+        sg_gate_record rec = {0};
+        sg_journal_gate(j, (size_t)i, (sg_gate)g, &rec);
+        rec.ran = true;
+        rec.seconds = r->seconds[g];
+        if (g == r->fail_gate) {
+            rec.rc = r->code;
+            snprintf(rec.message, sizeof(rec.message), "%s", r->message);
+        } else if (g == SG_GATE_SNAPSHOT) {
+            snprintf(out.snapshot_id, sizeof(out.snapshot_id), "%s", SNAPSHOT_ID);
+            out.snapshot_bytes = r->bytes;
+        }
+        if (g == SG_GATE_APPLY) {
+            out.from_version = r->from;
+            out.to_version = r->to;
+        }
+        sg_journal_gate(j, (size_t)i, (sg_gate)g, &rec);
+        sg_journal_shard_outcome(j, (size_t)i, &out);
+        if (rec.rc)
+            return;
+    }
+    sg_journal_shard_state(j, (size_t)i, SG_SHARD_DONE);
+}
+
+static const shard_run eu1 = {"eu-1", {61, 120.5, 2.25, 0.9}, -1, 0, NULL, 5368709120, 3, 7};
+static const shard_run eu2 = {"eu-2", {10, 20, 1, 0.5}, -1, 0, NULL, 1048576, 3, 7};
+static const shard_run us1 = {"us-1", {12, 30.125, 1.5, 0.75}, -1, 0, NULL, 2097152, 3, 7};
+
+/* Stage times are the clock's: pinned so the files can be. */
+static void pin_times(sg_journal *j)
+{
+    for (size_t s = 0; s < j->nstages; s++)
+        if (j->stages[s].started_at[0])
+            snprintf(j->stages[s].started_at, sizeof(j->stages[s].started_at),
+                     "2026-11-25T02:0%zu:00Z", s);
+}
+
+/* Every shard through: the canary, then the wave. */
+static sg_journal *passed_run(void)
+{
+    sg_journal *j = new_journal(NULL);
+    sg_journal_stage_state(j, 0, SG_STAGE_RUNNING);
+    drive(j, &eu1);
+    sg_journal_stage_state(j, 0, SG_STAGE_DONE);
+    sg_journal_stage_state(j, 1, SG_STAGE_RUNNING);
+    drive(j, &eu2);
+    drive(j, &us1);
+    sg_journal_stage_state(j, 1, SG_STAGE_DONE);
+    sg_journal_run_status(j, SG_RUN_DONE);
+    pin_times(j);
+    return j;
+}
+
+/* eu-2 fails its test restore; the wave is over its budget and the run
+ * halts with us-1 never started. */
+static sg_journal *failed_run(void)
+{
+    shard_run bad = eu2;
+    sg_journal *j = new_journal(NULL);
+    bad.fail_gate = SG_GATE_TEST_RESTORE;
+    bad.code = SG_E_MISMATCH;
+    bad.message = "eu-2: test-restore: table \"public\".\"orders\" has 10 rows, the "
+                  "manifest <12> & 'more'";
+    sg_journal_stage_state(j, 0, SG_STAGE_RUNNING);
+    drive(j, &eu1);
+    sg_journal_stage_state(j, 0, SG_STAGE_DONE);
+    sg_journal_stage_state(j, 1, SG_STAGE_RUNNING);
+    drive(j, &bad);
+    sg_journal_stage_state(j, 1, SG_STAGE_FAILED);
+    sg_journal_run_status(j, SG_RUN_HALTED);
+    pin_times(j);
+    return j;
+}
+
+/* us-1 fails its verify after its apply; rollback-stage reverts both
+ * shards of the wave, the canary stays done. */
+static sg_journal *rolled_back_run(void)
+{
+    shard_run bad = us1;
+    sg_journal *j = new_journal(NULL);
+    bad.fail_gate = SG_GATE_VERIFY;
+    bad.code = SG_E_MISMATCH;
+    bad.message = "us-1: verify: schema fingerprint differs from the rehearsal's";
+    sg_journal_stage_state(j, 0, SG_STAGE_RUNNING);
+    drive(j, &eu1);
+    sg_journal_stage_state(j, 0, SG_STAGE_DONE);
+    sg_journal_stage_state(j, 1, SG_STAGE_RUNNING);
+    drive(j, &eu2);
+    drive(j, &bad);
+    sg_journal_stage_state(j, 1, SG_STAGE_FAILED);
+    sg_journal_shard_state(j, (size_t)sg_journal_shard_find(j, "us-1"), SG_SHARD_ROLLED_BACK);
+    sg_journal_shard_state(j, (size_t)sg_journal_shard_find(j, "eu-2"), SG_SHARD_ROLLED_BACK);
+    sg_journal_stage_state(j, 1, SG_STAGE_ROLLED_BACK);
+    sg_journal_run_status(j, SG_RUN_ROLLED_BACK);
+    pin_times(j);
+    return j;
+}
+
+static char *write_metrics(const sg_journal *j, const char *name)
+{
+    char *path = sgt_asprintf("%s/%s", dir, name), *text;
+    sg_error err = {0};
+    ck_assert_msg(sg_run_write_metrics(j, path, &err) == 0, "%s", err.message);
+    text = sgt_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    free(path);
+    return text;
+}
+
+static char *write_junit(const sg_journal *j, const char *name)
+{
+    char *path = sgt_asprintf("%s/%s", dir, name), *text;
+    sg_error err = {0};
+    ck_assert_msg(sg_run_write_junit(j, path, &err) == 0, "%s", err.message);
+    text = sgt_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    free(path);
+    return text;
+}
+
+/* ---- metrics ---- */
+
+START_TEST(test_metrics_passed)
+{
+    sg_journal *j = passed_run();
+    char *text = write_metrics(j, "passed.prom");
+    assert_text_eq(
+        text,
+        "# HELP shardgate_run_status Status of the run: 1 for the one it is in (running, done, "
+        "failed, halted, rolled-back), 0 for the others.\n"
+        "# TYPE shardgate_run_status gauge\n"
+        "shardgate_run_status{" RUN ",status=\"running\"} 0\n"
+        "shardgate_run_status{" RUN ",status=\"done\"} 1\n"
+        "shardgate_run_status{" RUN ",status=\"failed\"} 0\n"
+        "shardgate_run_status{" RUN ",status=\"halted\"} 0\n"
+        "shardgate_run_status{" RUN ",status=\"rolled-back\"} 0\n"
+        "# HELP shardgate_run_shard_success Whether the shard went through every gate of the "
+        "run (1) or not (0).\n"
+        "# TYPE shardgate_run_shard_success gauge\n"
+        "shardgate_run_shard_success{" RUN ",shard=\"eu-1\"} 1\n"
+        "shardgate_run_shard_success{" RUN ",shard=\"eu-2\"} 1\n"
+        "shardgate_run_shard_success{" RUN ",shard=\"us-1\"} 1\n"
+        "# HELP shardgate_run_gate_seconds Seconds the gate took for the shard, for each gate "
+        "that ran.\n"
+        "# TYPE shardgate_run_gate_seconds gauge\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"eu-1\",gate=\"snapshot\"} 61.000\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"eu-1\",gate=\"test-restore\"} 120.500\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"eu-1\",gate=\"apply\"} 2.250\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"eu-1\",gate=\"verify\"} 0.900\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"eu-2\",gate=\"snapshot\"} 10.000\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"eu-2\",gate=\"test-restore\"} 20.000\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"eu-2\",gate=\"apply\"} 1.000\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"eu-2\",gate=\"verify\"} 0.500\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"us-1\",gate=\"snapshot\"} 12.000\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"us-1\",gate=\"test-restore\"} 30.125\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"us-1\",gate=\"apply\"} 1.500\n"
+        "shardgate_run_gate_seconds{" RUN ",shard=\"us-1\",gate=\"verify\"} 0.750\n"
+        "# HELP shardgate_run_snapshot_bytes Bytes stored for the snapshot the run took of the "
+        "shard.\n"
+        "# TYPE shardgate_run_snapshot_bytes gauge\n"
+        "shardgate_run_snapshot_bytes{" RUN ",shard=\"eu-1\"} 5368709120\n"
+        "shardgate_run_snapshot_bytes{" RUN ",shard=\"eu-2\"} 1048576\n"
+        "shardgate_run_snapshot_bytes{" RUN ",shard=\"us-1\"} 2097152\n"
+        "# HELP shardgate_run_restore_seconds Seconds the shard's test restore took (read back, "
+        "verify, restore, rehearse), when it passed.\n"
+        "# TYPE shardgate_run_restore_seconds gauge\n"
+        "shardgate_run_restore_seconds{" RUN ",shard=\"eu-1\"} 120.500\n"
+        "shardgate_run_restore_seconds{" RUN ",shard=\"eu-2\"} 20.000\n"
+        "shardgate_run_restore_seconds{" RUN ",shard=\"us-1\"} 30.125\n"
+        "# HELP shardgate_run_schema_version Schema version (the latest migration applied) the "
+        "run left the shard at, once its apply gate ran.\n"
+        "# TYPE shardgate_run_schema_version gauge\n"
+        "shardgate_run_schema_version{" RUN ",shard=\"eu-1\"} 7\n"
+        "shardgate_run_schema_version{" RUN ",shard=\"eu-2\"} 7\n"
+        "shardgate_run_schema_version{" RUN ",shard=\"us-1\"} 7\n");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* The failed shard has the gates it ran, its snapshot, and no restore time
+ * (it did not pass) or version (it never reached the apply); the shard never
+ * started has only its failure. */
+START_TEST(test_metrics_failed)
+{
+    sg_journal *j = failed_run();
+    char *text = write_metrics(j, "failed.prom");
+    assert_contains(text, "shardgate_run_status{" RUN ",status=\"halted\"} 1\n");
+    assert_contains(text, "shardgate_run_status{" RUN ",status=\"done\"} 0\n");
+    assert_contains(text, "shardgate_run_shard_success{" RUN ",shard=\"eu-1\"} 1\n"
+                          "shardgate_run_shard_success{" RUN ",shard=\"eu-2\"} 0\n"
+                          "shardgate_run_shard_success{" RUN ",shard=\"us-1\"} 0\n");
+    assert_contains(
+        text, "shardgate_run_gate_seconds{" RUN ",shard=\"eu-1\",gate=\"verify\"} 0.900\n"
+              "shardgate_run_gate_seconds{" RUN ",shard=\"eu-2\",gate=\"snapshot\"} 10.000\n"
+              "shardgate_run_gate_seconds{" RUN ",shard=\"eu-2\",gate=\"test-restore\"} 20.000\n"
+              "# HELP shardgate_run_snapshot_bytes ");
+    assert_contains(text, "shardgate_run_snapshot_bytes{" RUN ",shard=\"eu-2\"} 1048576\n"
+                          "# HELP shardgate_run_restore_seconds ");
+    assert_contains(text, "# TYPE shardgate_run_restore_seconds gauge\n"
+                          "shardgate_run_restore_seconds{" RUN ",shard=\"eu-1\"} 120.500\n"
+                          "# HELP shardgate_run_schema_version ");
+    assert_contains(text, "# TYPE shardgate_run_schema_version gauge\n"
+                          "shardgate_run_schema_version{" RUN ",shard=\"eu-1\"} 7\n");
+    assert_lacks(text, "shard=\"us-1\",gate=");
+    assert_lacks(text, "shardgate_run_snapshot_bytes{" RUN ",shard=\"us-1\"}");
+    ck_assert_int_eq(text[strlen(text) - 1], '\n');
+    ck_assert_ptr_eq(strstr(text, "shardgate_run_schema_version{" RUN ",shard=\"eu-1\"} 7\n") +
+                         strlen("shardgate_run_schema_version{" RUN ",shard=\"eu-1\"} 7\n"),
+                     text + strlen(text));
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* Rolled back: not a success, and back at the version before the run,
+ * whether the shard passed (eu-2) or failed (us-1). */
+START_TEST(test_metrics_rolled_back)
+{
+    sg_journal *j = rolled_back_run();
+    char *text = write_metrics(j, "rolled-back.prom");
+    assert_contains(text, "shardgate_run_status{" RUN ",status=\"rolled-back\"} 1\n");
+    assert_contains(text, "shardgate_run_status{" RUN ",status=\"failed\"} 0\n");
+    assert_contains(text, "shardgate_run_shard_success{" RUN ",shard=\"eu-1\"} 1\n"
+                          "shardgate_run_shard_success{" RUN ",shard=\"eu-2\"} 0\n"
+                          "shardgate_run_shard_success{" RUN ",shard=\"us-1\"} 0\n");
+    assert_contains(text, "shardgate_run_gate_seconds{" RUN ",shard=\"us-1\",gate=\"verify\"} "
+                          "0.750\n");
+    assert_contains(text, "shardgate_run_restore_seconds{" RUN ",shard=\"us-1\"} 30.125\n");
+    assert_contains(text, "shardgate_run_schema_version{" RUN ",shard=\"eu-1\"} 7\n"
+                          "shardgate_run_schema_version{" RUN ",shard=\"eu-2\"} 3\n"
+                          "shardgate_run_schema_version{" RUN ",shard=\"us-1\"} 3\n");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* ---- JUnit ---- */
+
+START_TEST(test_junit_passed)
+{
+    sg_journal *j = passed_run();
+    char *text = write_junit(j, "passed.xml");
+    assert_text_eq(
+        text,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<testsuites name=\"shardgate run " RUN_ID " of nightly\" tests=\"12\" failures=\"0\" "
+        "errors=\"0\" skipped=\"0\" time=\"260.525\">\n"
+        "  <testsuite name=\"canary\" tests=\"4\" failures=\"0\" errors=\"0\" skipped=\"0\" "
+        "time=\"184.650\" timestamp=\"2026-11-25T02:00:00Z\">\n"
+        "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: snapshot\" "
+        "time=\"61.000\"/>\n"
+        "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: test-restore\" "
+        "time=\"120.500\"/>\n"
+        "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: apply\" time=\"2.250\"/>\n"
+        "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: verify\" time=\"0.900\"/>\n"
+        "  </testsuite>\n"
+        "  <testsuite name=\"wave\" tests=\"8\" failures=\"0\" errors=\"0\" skipped=\"0\" "
+        "time=\"75.875\" timestamp=\"2026-11-25T02:01:00Z\">\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: snapshot\" "
+        "time=\"10.000\"/>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: test-restore\" "
+        "time=\"20.000\"/>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: apply\" time=\"1.000\"/>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: verify\" time=\"0.500\"/>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: snapshot\" "
+        "time=\"12.000\"/>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: test-restore\" "
+        "time=\"30.125\"/>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: apply\" time=\"1.500\"/>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: verify\" time=\"0.750\"/>\n"
+        "  </testsuite>\n"
+        "</testsuites>\n");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+START_TEST(test_junit_failed)
+{
+    sg_journal *j = failed_run();
+    char *text = write_junit(j, "failed.xml");
+    assert_text_eq(
+        text,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<testsuites name=\"shardgate run " RUN_ID " of nightly\" tests=\"12\" failures=\"1\" "
+        "errors=\"0\" skipped=\"6\" time=\"214.650\">\n"
+        "  <testsuite name=\"canary\" tests=\"4\" failures=\"0\" errors=\"0\" skipped=\"0\" "
+        "time=\"184.650\" timestamp=\"2026-11-25T02:00:00Z\">\n"
+        "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: snapshot\" "
+        "time=\"61.000\"/>\n"
+        "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: test-restore\" "
+        "time=\"120.500\"/>\n"
+        "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: apply\" time=\"2.250\"/>\n"
+        "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: verify\" time=\"0.900\"/>\n"
+        "  </testsuite>\n"
+        "  <testsuite name=\"wave\" tests=\"8\" failures=\"1\" errors=\"0\" skipped=\"6\" "
+        "time=\"30.000\" timestamp=\"2026-11-25T02:01:00Z\">\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: snapshot\" "
+        "time=\"10.000\"/>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: test-restore\" "
+        "time=\"20.000\">\n"
+        "      <failure type=\"verification mismatch\" message=\"eu-2: test-restore: table "
+        "&quot;public&quot;.&quot;orders&quot; has 10 rows, the manifest &lt;12&gt; &amp; "
+        "&apos;more&apos;\">eu-2: test-restore: table &quot;public&quot;.&quot;orders&quot; "
+        "has 10 rows, the manifest &lt;12&gt; &amp; &apos;more&apos;</failure>\n"
+        "    </testcase>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: apply\" time=\"0.000\">\n"
+        "      <skipped message=\"not reached: test-restore failed\"/>\n"
+        "    </testcase>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: verify\" time=\"0.000\">\n"
+        "      <skipped message=\"not reached: test-restore failed\"/>\n"
+        "    </testcase>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: snapshot\" "
+        "time=\"0.000\">\n"
+        "      <skipped message=\"not run\"/>\n"
+        "    </testcase>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: test-restore\" "
+        "time=\"0.000\">\n"
+        "      <skipped message=\"not run\"/>\n"
+        "    </testcase>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: apply\" time=\"0.000\">\n"
+        "      <skipped message=\"not run\"/>\n"
+        "    </testcase>\n"
+        "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: verify\" time=\"0.000\">\n"
+        "      <skipped message=\"not run\"/>\n"
+        "    </testcase>\n"
+        "  </testsuite>\n"
+        "</testsuites>\n");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* The failure is kept once the shard is rolled back; the shard that passed
+ * its gates passed them. */
+START_TEST(test_junit_rolled_back)
+{
+    sg_journal *j = rolled_back_run();
+    char *text = write_junit(j, "rolled-back.xml");
+    assert_contains(text, "tests=\"12\" failures=\"1\" errors=\"0\" skipped=\"0\"");
+    assert_contains(text, "    <testcase classname=\"shardgate.run.wave\" name=\"eu-2: verify\" "
+                          "time=\"0.500\"/>\n");
+    assert_contains(text, "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: apply\" "
+                          "time=\"1.500\"/>\n"
+                          "    <testcase classname=\"shardgate.run.wave\" name=\"us-1: verify\" "
+                          "time=\"0.750\">\n"
+                          "      <failure type=\"verification mismatch\" message=\"us-1: verify: "
+                          "schema fingerprint differs from the rehearsal&apos;s\">");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* A partition without the wave's shards: the wave is an empty suite, never
+ * started, so without a timestamp. */
+START_TEST(test_junit_empty_stage)
+{
+    static const bool canary_only[] = {true, false, false};
+    sg_journal *j = new_journal(canary_only);
+    char *text;
+    sg_journal_stage_state(j, 0, SG_STAGE_RUNNING);
+    drive(j, &eu1);
+    sg_journal_stage_state(j, 0, SG_STAGE_DONE);
+    pin_times(j);
+    text = write_junit(j, "partition.xml");
+    assert_contains(text, "tests=\"4\" failures=\"0\" errors=\"0\" skipped=\"0\" "
+                          "time=\"184.650\">\n");
+    assert_contains(text, "    <testcase classname=\"shardgate.run.canary\" name=\"eu-1: verify\" "
+                          "time=\"0.900\"/>\n"
+                          "  </testsuite>\n"
+                          "  <testsuite name=\"wave\" tests=\"0\" failures=\"0\" errors=\"0\" "
+                          "skipped=\"0\" time=\"0.000\">\n"
+                          "  </testsuite>\n"
+                          "</testsuites>\n");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* A gate that started and has no result (the runner was killed in it). */
+START_TEST(test_junit_unfinished)
+{
+    sg_journal *j = new_journal(NULL);
+    sg_gate_record rec = {0};
+    char *text;
+    sg_journal_gate(j, 0, SG_GATE_SNAPSHOT, &rec);
+    text = write_junit(j, "unfinished.xml");
+    assert_contains(text, "name=\"eu-1: snapshot\" time=\"0.000\">\n"
+                          "      <skipped message=\"did not finish\"/>\n");
+    assert_contains(text, "name=\"eu-1: test-restore\" time=\"0.000\">\n"
+                          "      <skipped message=\"not run\"/>\n");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* ---- the journal's model ---- */
+
+/* The files from the journal read back from its JSON (what `--json`
+ * prints and a resumed run starts from) are the files from the journal. */
+START_TEST(test_same_from_json)
+{
+    sg_journal *runs[3] = {passed_run(), failed_run(), rolled_back_run()};
+    for (size_t r = 0; r < 3; r++) {
+        sg_journal *back = NULL;
+        sg_error err = {0};
+        char *json = NULL, *a, *b;
+        ck_assert_msg(sg_journal_to_json(&json, runs[r], &err) == 0, "%s", err.message);
+        ck_assert_msg(sg_journal_parse(&back, json, strlen(json), &err) == 0, "%s", err.message);
+        a = write_metrics(runs[r], "a.prom");
+        b = write_metrics(back, "b.prom");
+        ck_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        a = write_junit(runs[r], "a.xml");
+        b = write_junit(back, "b.xml");
+        ck_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        free(json);
+        sg_journal_free(back);
+        sg_journal_free(runs[r]);
+    }
+}
+END_TEST
+
+/* ---- errors ---- */
+
+static void assert_no_temporary_files(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)))
+        ck_assert_msg(!strstr(e->d_name, ".tmp."), "left %s", e->d_name);
+    closedir(d);
+}
+
+/* A directory that does not exist: SG_E_IO naming the file. */
+START_TEST(test_unwritable)
+{
+    sg_journal *j = failed_run();
+    char *path = sgt_asprintf("%s/no/such/dir/run.prom", dir);
+    sg_error err = {0};
+    ck_assert_int_eq(sg_run_write_metrics(j, path, &err), SG_E_IO);
+    assert_contains(err.message, path);
+    free(path);
+    sg_error_clear(&err);
+    path = sgt_asprintf("%s/no/such/dir/run.xml", dir);
+    ck_assert_int_eq(sg_run_write_junit(j, path, &err), SG_E_IO);
+    assert_contains(err.message, path);
+    free(path);
+    assert_no_temporary_files();
+    sg_journal_free(j);
+}
+END_TEST
+
+/* With 0, 1, 2... allocations allowed, each writer fails with SG_E_NOMEM
+ * and no file, until it has what it needs. */
+START_TEST(test_allocation_failure)
+{
+    typedef int (*writer_fn)(const sg_journal *j, const char *path, sg_error *err);
+    static const writer_fn writers[] = {sg_run_write_metrics, sg_run_write_junit};
+    sg_journal *j = failed_run();
+    for (size_t w = 0; w < 2; w++) {
+        char *path = sgt_asprintf("%s/nomem.%zu", dir, w);
+        long n;
+        for (n = 0;; n++) {
+            sg_error err = {0};
+            int rc;
+            sg_mem_fail_after(n);
+            rc = writers[w](j, path, &err);
+            sg_mem_fail_reset();
+            if (rc == 0)
+                break;
+            ck_assert_msg(rc == SG_E_NOMEM, "writer %zu, %ld allocations: %d %s", w, n, rc,
+                          err.message);
+            assert_contains(err.message, "out of memory");
+            ck_assert_int_ne(access(path, F_OK), 0);
+        }
+        /* the buffer's growths and the temporary file's name */
+        ck_assert_int_gt(n, 2);
+        ck_assert_int_eq(access(path, F_OK), 0);
+        free(path);
+    }
+    assert_no_temporary_files();
+    sg_journal_free(j);
+}
+END_TEST
+
+static Suite *run_report_suite(void)
+{
+    Suite *s = suite_create("run_report");
+    TCase *tc = tcase_create("metrics");
+    tcase_add_test(tc, test_metrics_passed);
+    tcase_add_test(tc, test_metrics_failed);
+    tcase_add_test(tc, test_metrics_rolled_back);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("junit");
+    tcase_add_test(tc, test_junit_passed);
+    tcase_add_test(tc, test_junit_failed);
+    tcase_add_test(tc, test_junit_rolled_back);
+    tcase_add_test(tc, test_junit_empty_stage);
+    tcase_add_test(tc, test_junit_unfinished);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("journal_model");
+    tcase_add_test(tc, test_same_from_json);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_test(tc, test_unwritable);
+    tcase_add_test(tc, test_allocation_failure);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    sg_error err = {0};
+    SRunner *sr;
+    int failed;
+    /* jansson's allocator is chosen once, before the tests' own JSON use. */
+    sg_json_init();
+    if (!mkdtemp(dir))
+        return EXIT_FAILURE;
+    if (sg_pipeline_config_parse(&cfg, pipeline_yaml, strlen(pipeline_yaml), "pipeline.yaml", "/",
+                                 &err) < 0) {
+        fprintf(stderr, "pipeline.yaml: %s\n", err.message);
+        return EXIT_FAILURE;
+    }
+    sr = srunner_create(run_report_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    sg_pipeline_config_clear(&cfg);
+    sgt_remove_tree(dir);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
