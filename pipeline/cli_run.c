@@ -227,6 +227,8 @@ typedef struct run_settings {
     const char *pg_bindir;
     const char *metrics_file; /* run and resume */
     const char *junit_file;
+    const char *report_file;
+    const char *run_id; /* run */
 } run_settings;
 
 #define RUN(field) offsetof(run_settings, field)
@@ -259,19 +261,32 @@ typedef struct run_settings {
      "write Prometheus metrics of the run to FILE (textfile collector)",                           \
      0,                                                                                            \
      0},                                                                                           \
+        {"junit",                                                                                  \
+         SG_OPT_STRING,                                                                            \
+         RUN(junit_file),                                                                          \
+         "FILE",                                                                                   \
+         "write a JUnit XML report to FILE, a test case per shard and gate",                       \
+         0,                                                                                        \
+         0},                                                                                       \
     {                                                                                              \
-        "junit", SG_OPT_STRING, RUN(junit_file), "FILE",                                           \
-            "write a JUnit XML report to FILE, a test case per shard and gate", 0, 0               \
+        "report", SG_OPT_STRING, RUN(report_file), "FILE",                                         \
+            "write an HTML report to FILE, with a timeline of the shards' gates", 0, 0             \
     }
 
 static const sg_option run_options[] = {{"partition", SG_OPT_STRING, RUN(partition), "K/N",
                                          "only the shards of partition K of N", 0, 0},
+                                        {"run-id", SG_OPT_STRING, RUN(run_id), "ID",
+                                         "the run's id (default: a new one); the partitions of "
+                                         "one run share it",
+                                         0, 0},
                                         RUN_REPORT_OPTIONS,
                                         RUN_COMMON_OPTIONS,
                                         {0}};
 
 static const sg_option resume_options[] = {
     {"config", SG_OPT_STRING, RUN(config), "PIPELINE.yaml", "the run's pipeline file", 0, 0},
+    {"partition", SG_OPT_STRING, RUN(partition), "K/N",
+     "only this partition of a partitioned run (default: all of them)", 0, 0},
     RUN_REPORT_OPTIONS,
     RUN_COMMON_OPTIONS,
     {0}};
@@ -380,14 +395,18 @@ static void on_rollback(void *ctx, size_t shard, int rc, const sg_error *err)
     }
 }
 
+/* Opens the store and names the local copy of the journal: one per
+ * partition, since the partitions of a run share its id. */
 static int open_journal_target(runner *r, const char *journal_file, const char *run_id,
-                               sg_error *err)
+                               const char *partition, sg_error *err)
 {
+    unsigned k = 0, n = 0;
     int rc = sg_store_open_config(&r->store, &r->p.cfg.store, err);
-    if (rc < 0)
+    if (rc < 0 || (partition && (rc = parse_partition(&k, &n, partition, err)) < 0))
         return rc;
-    r->journal_path =
-        journal_file ? sg_strdup(journal_file) : sg_asprintf("shardgate-%s.journal.json", run_id);
+    r->journal_path = journal_file ? sg_strdup(journal_file)
+                      : n          ? sg_asprintf("shardgate-%s-%u-of-%u.journal.json", run_id, k, n)
+                                   : sg_asprintf("shardgate-%s.journal.json", run_id);
     return r->journal_path ? 0 : sg_error_set(err, SG_E_NOMEM, "out of memory");
 }
 
@@ -414,13 +433,24 @@ static void print_summary(const runner *r, const sg_run_result *res)
  * being the one to exit with. */
 static int write_reports(const runner *r, const run_settings *s, int rc, sg_error *err)
 {
+    /* The HTML page names the migration files too, hence the set. */
     const struct {
         const char *path;
         int (*write)(const sg_journal *j, const char *path, sg_error *err);
-    } reports[] = {{s->metrics_file, sg_run_write_metrics}, {s->junit_file, sg_run_write_junit}};
+        int (*write_set)(const sg_journal *j, const sg_migration_set *set, const char *path,
+                         sg_error *err);
+    } reports[] = {{s->metrics_file, sg_run_write_metrics, NULL},
+                   {s->junit_file, sg_run_write_junit, NULL},
+                   {s->report_file, NULL, sg_run_write_html}};
     for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
         sg_error report_err = {0};
-        if (!reports[i].path || reports[i].write(r->journal, reports[i].path, &report_err) == 0)
+        int report_rc;
+        if (!reports[i].path)
+            continue;
+        report_rc = reports[i].write
+                        ? reports[i].write(r->journal, reports[i].path, &report_err)
+                        : reports[i].write_set(r->journal, r->p.set, reports[i].path, &report_err);
+        if (report_rc == 0)
             continue;
         if (rc == 0) {
             *err = report_err;
@@ -498,8 +528,14 @@ int sg_cli_run(int argc, char **argv, sg_error *err)
         goto done;
     if (s.partition)
         parse_partition(&k, &n, s.partition, err);
-    sg_journal_new_run_id(run_id);
-    if ((rc = open_journal_target(&r, s.journal, run_id, err)) < 0 ||
+    if (s.run_id) {
+        if ((rc = sg_journal_run_id_check(s.run_id, err)) < 0)
+            goto done;
+        snprintf(run_id, sizeof(run_id), "%s", s.run_id);
+    } else {
+        sg_journal_new_run_id(run_id);
+    }
+    if ((rc = open_journal_target(&r, s.journal, run_id, s.partition, err)) < 0 ||
         (rc = sg_journal_new(&r.journal, run_id, &r.p.cfg, r.config_sha256, k, n, r.p.selected,
                              err)) < 0)
         goto done;
@@ -524,9 +560,13 @@ static int load_run(runner *r, const run_settings *s, const char *run_id, sg_err
         return sg_error_set(err, SG_E_USAGE, "--config PIPELINE.yaml is required");
     if ((rc = pipeline_load(&r->p, s->config, NULL, err)) < 0 ||
         (rc = hash_file(r->config_sha256, s->config, err)) < 0 ||
-        (rc = open_journal_target(r, s->journal, run_id, err)) < 0)
+        (rc = open_journal_target(r, s->journal, run_id, s->partition, err)) < 0)
+        return rc;
+    unsigned k = 0, n = 0;
+    if (s->partition && (rc = parse_partition(&k, &n, s->partition, err)) < 0)
         return rc;
     rc = s->journal ? sg_journal_load_file(&r->journal, s->journal, err)
+         : n        ? sg_journal_load_part(&r->journal, r->store, run_id, k, n, err)
                     : sg_journal_load(&r->journal, r->store, run_id, err);
     if (rc < 0)
         return rc;

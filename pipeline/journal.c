@@ -1086,9 +1086,13 @@ done:
 
 /* ---- store and file ---- */
 
-static char *journal_key(const char *run_id)
+/* "runs/<id>/journal.json" for a run of the whole fleet; the partitions of a
+ * run share its id, each with its own "runs/<id>/journal-K-of-N.json", so
+ * that N jobs never overwrite each other's journal. */
+static char *journal_key(const char *run_id, unsigned k, unsigned n)
 {
-    return sg_asprintf(KEY_PREFIX "%s" KEY_SUFFIX, run_id);
+    return n ? sg_asprintf(KEY_PREFIX "%s/journal-%u-of-%u.json", run_id, k, n)
+             : sg_asprintf(KEY_PREFIX "%s" KEY_SUFFIX, run_id);
 }
 
 int sg_journal_save(const sg_journal *j, sg_store *store, const char *local_path, sg_error *err)
@@ -1107,7 +1111,7 @@ int sg_journal_save(const sg_journal *j, sg_store *store, const char *local_path
         goto done;
     /* A put replaces the object whole (the file store renames a complete
      * temporary file, an S3 PUT is atomic): a reader sees one journal. */
-    if (!(key = journal_key(j->run_id)))
+    if (!(key = journal_key(j->run_id, j->part_k, j->part_n)))
         sg_error_set(&store_err, SG_E_NOMEM, "out of memory holding a run journal");
     else if (sg_store_put(store, key, text, len, &store_err) == 0)
         goto done;
@@ -1125,7 +1129,8 @@ done:
     return rc;
 }
 
-int sg_journal_load(sg_journal **out, sg_store *store, const char *run_id, sg_error *err)
+static int load_key(sg_journal **out, sg_store *store, const char *run_id, unsigned k, unsigned n,
+                    sg_error *err)
 {
     char *key = NULL;
     sg_buf buf = {0};
@@ -1135,13 +1140,18 @@ int sg_journal_load(sg_journal **out, sg_store *store, const char *run_id, sg_er
     *out = NULL;
     if ((rc = sg_journal_run_id_check(run_id, err)) < 0)
         return rc;
-    if (!(key = journal_key(run_id))) {
+    if (!(key = journal_key(run_id, k, n))) {
         rc = nomem(err);
         goto done;
     }
     if ((rc = sg_store_size(store, key, &size, err)) == SG_E_NOT_FOUND) {
-        sg_error_set(err, SG_E_NOT_FOUND, "run %s has no journal in store %s", run_id,
-                     sg_store_url(store));
+        if (n)
+            sg_error_set(err, SG_E_NOT_FOUND,
+                         "run %s has no journal for partition %u/%u in store %s", run_id, k, n,
+                         sg_store_url(store));
+        else
+            sg_error_set(err, SG_E_NOT_FOUND, "run %s has no journal in store %s", run_id,
+                         sg_store_url(store));
         goto done;
     }
     if (rc < 0)
@@ -1160,6 +1170,81 @@ int sg_journal_load(sg_journal **out, sg_store *store, const char *run_id, sg_er
 done:
     sg_buf_free(&buf);
     free(key);
+    return rc;
+}
+
+/* The partitions' journals of a run: "journal-K-of-N.json" under its key. */
+typedef struct part_list {
+    unsigned (*parts)[2];
+    size_t count;
+    sg_error *err;
+} part_list;
+
+static int list_part(void *ctx, const char *key, uint64_t size)
+{
+    part_list *l = ctx;
+    const char *name = strrchr(key, '/');
+    unsigned k, n;
+    char tail;
+    (void)size;
+    if (!name || sscanf(name, "/journal-%u-of-%u.jso%c", &k, &n, &tail) != 3 || tail != 'n' ||
+        k < 1 || k > n)
+        return 0;
+    unsigned(*grown)[2] = sg_array_grow(l->parts, l->count, sizeof(*l->parts));
+    if (!grown)
+        return nomem(l->err);
+    l->parts = grown;
+    l->parts[l->count][0] = k;
+    l->parts[l->count][1] = n;
+    l->count++;
+    return 0;
+}
+
+int sg_journal_load_part(sg_journal **out, sg_store *store, const char *run_id, unsigned k,
+                         unsigned n, sg_error *err)
+{
+    return load_key(out, store, run_id, k, n, err);
+}
+
+int sg_journal_load(sg_journal **out, sg_store *store, const char *run_id, sg_error *err)
+{
+    part_list l = {NULL, 0, err};
+    sg_journal **parts = NULL;
+    char *prefix = NULL;
+    size_t loaded = 0;
+    int rc = load_key(out, store, run_id, 0, 0, err);
+    if (rc != SG_E_NOT_FOUND)
+        return rc;
+    /* no journal of the whole fleet: the run's partitions, merged */
+    if (!(prefix = sg_asprintf(KEY_PREFIX "%s/", run_id)))
+        return nomem(err);
+    if ((rc = sg_store_list(store, prefix, list_part, &l, err)) < 0)
+        goto done;
+    if (l.count == 0) {
+        rc = sg_error_set(err, SG_E_NOT_FOUND, "run %s has no journal in store %s", run_id,
+                          sg_store_url(store));
+        goto done;
+    }
+    if (!(parts = sg_calloc(l.count, sizeof(*parts)))) {
+        rc = nomem(err);
+        goto done;
+    }
+    for (; loaded < l.count; loaded++)
+        if ((rc = load_key(&parts[loaded], store, run_id, l.parts[loaded][0], l.parts[loaded][1],
+                           err)) < 0)
+            goto done;
+    if (l.count == 1) {
+        *out = parts[0];
+        parts[0] = NULL;
+    } else {
+        rc = sg_journal_merge(out, parts, l.count, err);
+    }
+done:
+    for (size_t i = 0; parts && i < l.count; i++)
+        sg_journal_free(parts[i]);
+    free(parts);
+    free(l.parts);
+    free(prefix);
     return rc;
 }
 
@@ -1188,7 +1273,8 @@ typedef struct run_list {
     sg_error *err;
 } run_list;
 
-/* Keeps "runs/<id>/journal.json"; anything else under runs/ is not ours. */
+/* Keeps "runs/<id>/journal.json" and "runs/<id>/journal-K-of-N.json";
+ * anything else under runs/ is not ours. */
 static int list_one(void *ctx, const char *key, uint64_t size)
 {
     run_list *l = ctx;
@@ -1196,8 +1282,12 @@ static int list_one(void *ctx, const char *key, uint64_t size)
     size_t len = slash ? (size_t)(slash - id) : 0;
     char candidate[SG_RUN_ID_MAX], **grown;
 
+    unsigned k, n;
+    char tail;
     (void)size;
-    if (len == 0 || len >= SG_RUN_ID_MAX || strcmp(slash, KEY_SUFFIX) != 0)
+    if (len == 0 || len >= SG_RUN_ID_MAX ||
+        (strcmp(slash, KEY_SUFFIX) != 0 &&
+         (sscanf(slash, "/journal-%u-of-%u.jso%c", &k, &n, &tail) != 3 || tail != 'n')))
         return 0;
     memcpy(candidate, id, len);
     candidate[len] = '\0';
@@ -1230,6 +1320,15 @@ int sg_journal_list(char ***run_ids, size_t *count, sg_store *store, sg_error *e
     }
     if (l.count)
         qsort(l.ids, l.count, sizeof(*l.ids), newest_first);
+    /* a partitioned run has a journal per partition: one id each */
+    size_t kept = 0;
+    for (size_t i = 0; i < l.count; i++) {
+        if (kept && strcmp(l.ids[kept - 1], l.ids[i]) == 0)
+            free(l.ids[i]);
+        else
+            l.ids[kept++] = l.ids[i];
+    }
+    l.count = kept;
     *run_ids = l.ids;
     *count = l.count;
     return 0;

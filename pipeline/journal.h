@@ -203,17 +203,24 @@ int sg_journal_parse(sg_journal **out, const char *text, size_t len, sg_error *e
  * the store), and the caller decides whether it is fatal. */
 int sg_journal_save(const sg_journal *j, sg_store *store, const char *local_path, sg_error *err);
 
-/* Reads the journal of a run from the store. SG_E_NOT_FOUND naming the run
- * when it has none; SG_E_USAGE for an invalid run id; as sg_journal_parse
- * for a bad one, with its key in the detail. */
+/* Reads the journal of a run from the store: runs/RUN_ID/journal.json, or,
+ * for a run split into partitions (which share the run id), every
+ * partition's runs/RUN_ID/journal-K-of-N.json merged (sg_journal_merge).
+ * SG_E_NOT_FOUND naming the run when it has none; SG_E_USAGE for an invalid
+ * run id; as sg_journal_parse for a bad one, with its key in the detail. */
 int sg_journal_load(sg_journal **out, sg_store *store, const char *run_id, sg_error *err);
+
+/* Reads the journal of partition K of N of a run. */
+int sg_journal_load_part(sg_journal **out, sg_store *store, const char *run_id, unsigned k,
+                         unsigned n, sg_error *err);
 
 /* Reads a journal from a local file: SG_E_NOT_FOUND when there is none,
  * SG_E_IO naming the file when it cannot be read. */
 int sg_journal_load_file(sg_journal **out, const char *path, sg_error *err);
 
-/* The ids of the runs that have a journal in the store, newest first, in an
- * array to free with sg_journal_list_free. */
+/* The ids of the runs that have a journal in the store (each once, however
+ * many partitions it has), newest first, in an array to free with
+ * sg_journal_list_free. */
 int sg_journal_list(char ***run_ids, size_t *count, sg_store *store, sg_error *err);
 void sg_journal_list_free(char **run_ids, size_t count);
 

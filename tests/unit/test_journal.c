@@ -821,7 +821,8 @@ START_TEST(test_save_load)
 {
     sg_journal *j = full_journal(), *back = NULL;
     sg_error err = {0};
-    char *object = sgt_asprintf("%s/store/runs/" RUN_ID "/journal.json", dir);
+    /* partition 2 of 3: its own object, beside the other partitions' */
+    char *object = sgt_asprintf("%s/store/runs/" RUN_ID "/journal-2-of-3.json", dir);
     char *text = to_json(j), *stored, *written;
 
     save(j, store, local);
@@ -1092,6 +1093,35 @@ START_TEST(test_merge)
 }
 END_TEST
 
+/* The partitions of one run share its id, each with its own journal in the
+ * store: listed once, loaded merged, or one by one. */
+START_TEST(test_partitions_in_store)
+{
+    sg_journal *parts[2] = {part(1, 2), part(2, 2)}, *back = NULL;
+    char **ids = NULL;
+    size_t count = 0;
+    sg_error err = {0};
+    save(parts[0], store, NULL);
+    save(parts[1], store, NULL);
+    ck_assert_int_eq(sg_journal_list(&ids, &count, store, &err), 0);
+    ck_assert_uint_eq(count, 1);
+    ck_assert_str_eq(ids[0], RUN_ID);
+    sg_journal_list_free(ids, count);
+    ck_assert_msg(sg_journal_load(&back, store, RUN_ID, &err) == 0, "%s", err.message);
+    ck_assert_uint_eq(back->nshards, 5);
+    ck_assert_uint_eq(back->part_n, 0);
+    sg_journal_free(back);
+    ck_assert_msg(sg_journal_load_part(&back, store, RUN_ID, 2, 2, &err) == 0, "%s", err.message);
+    ck_assert_uint_eq(back->nshards, 2);
+    ck_assert_uint_eq(back->part_k, 2);
+    sg_journal_free(back);
+    ck_assert_int_eq(sg_journal_load_part(&back, store, RUN_ID, 1, 3, &err), SG_E_NOT_FOUND);
+    ck_assert_msg(strstr(err.message, "partition 1/3"), "%s", err.message);
+    sg_journal_free(parts[0]);
+    sg_journal_free(parts[1]);
+}
+END_TEST
+
 START_TEST(test_merge_errors)
 {
     sg_journal *parts[2] = {part(1, 2), part(2, 2)}, *m = NULL;
@@ -1234,6 +1264,7 @@ static Suite *journal_suite(void)
     tc = tcase_create("store");
     tcase_add_checked_fixture(tc, store_setup, store_teardown);
     tcase_add_test(tc, test_save_load);
+    tcase_add_test(tc, test_partitions_in_store);
     tcase_add_test(tc, test_load_missing);
     tcase_add_test(tc, test_load_corrupt);
     tcase_add_test(tc, test_save_store_fails);
