@@ -17,6 +17,7 @@ packages=(
     check libjansson-dev libfyaml-dev libexpat1-dev libpg-query-dev libprotobuf-c-dev libxxhash-dev
     zstd time s3cmd openssl
     docker.io curl
+    chromium # headless, renders the HTML run report in tests/integration/test_report_html.c
 )
 # The S3 test service runs on Node.js; any recent node and npm will do.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -29,7 +29,7 @@ static const char css[] =
     "th,td{padding:2px 10px 2px 0;text-align:left;vertical-align:top;"
     "border-bottom:1px solid #eee}\n"
     "td.n{text-align:right}\n"
-    "code{font:12px ui-monospace,monospace}\n"
+    "code{font:12px ui-monospace,monospace;white-space:nowrap}\n"
     "svg{max-width:100%;height:auto;font:12px system-ui,sans-serif}\n"
     ".result-ok{fill:#2e7d32;background:#2e7d32}\n"
     ".result-failed{fill:#c62828;background:#c62828}\n"
@@ -182,16 +182,15 @@ static int append_summary(sg_buf *b, const sg_journal *j, sg_error *err)
                           all.rolled_back, all.shards - all.through - all.failed - all.rolled_back);
     for (size_t st = 0; st < j->nstages && rc == 0; st++) {
         const sg_journal_stage *stage = &j->stages[st];
+        const char *started = stage->started_at[0] ? stage->started_at : DASH,
+                   *finished = stage->finished_at[0] ? stage->finished_at : DASH;
         tally t = {0};
         for (size_t i = 0; i < j->nshards; i++)
             if (j->shards[i].stage == st)
                 tally_shard(&t, &j->shards[i]);
         if ((rc = put(b, "<tr><td>", stage->name, "</td>", err)) < 0 ||
             (rc = put(b, "<td>", sg_stage_state_name(stage->state), "</td>", err)) < 0 ||
-            (rc = put(b, "<td>", stage->started_at[0] ? stage->started_at : DASH, "</td>", err)) <
-                0 ||
-            (rc = put(b, "<td>", stage->finished_at[0] ? stage->finished_at : DASH, "</td>", err)) <
-                0)
+            (rc = sg_report_appendf(b, err, "<td>%s</td><td>%s</td>", started, finished)) < 0)
             break;
         rc = sg_report_appendf(b, err,
                                "<td class=\"n\">%zu</td><td class=\"n\">%zu</td>"
@@ -276,7 +275,7 @@ static int append_bar(sg_buf *b, const sg_journal_shard *s, sg_gate g, const bar
         rc = sg_report_appendf(b, err, "%s, %" PRIu64 ".%03" PRIu64 " s, %s", gate, e->ms / 1000,
                                e->ms % 1000, result);
     if (rc == 0 && r->result == BAR_FAILED && e->message[0])
-        rc = put(b, ": ", e->message, "", err);
+        rc = put(b, "\n", e->message, "", err);
     return rc < 0 ? rc : sg_report_appendf(b, err, "</title></rect>\n");
 }
 
@@ -296,14 +295,15 @@ static int append_timeline(sg_buf *b, const sg_journal *j, sg_error *err)
                 span = r.start + r.seconds;
         }
     }
+    /* The axis ends at a tick: the span rounded up to a whole step. */
     step = tick_step(span);
     span = step * (double)(int64_t)((span + step - 1e-9) / step);
     scale = PLOT_W / span;
     rc = sg_report_appendf(
         b, err,
         "<h2>Timeline</h2>\n<p>Seconds from the start of the run; a row per shard, a bar per "
-        "gate (snapshot, test-restore, apply, verify).<span class=\"key result-ok\"></span>"
-        "passed<span class=\"key result-failed\"></span>failed<span class=\"key "
+        "gate (snapshot, test-restore, apply, verify).</p>\n<p><span class=\"key result-ok\">"
+        "</span>passed<span class=\"key result-failed\"></span>failed<span class=\"key "
         "result-running\"></span>no result (running, or stopped)</p>\n"
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" width=\"%d\" "
         "height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"timeline of the run\">\n",
@@ -353,22 +353,37 @@ static const char *gate_outcome(const sg_journal_shard *s, sg_gate g)
     return s->gates[g].rc == 0 ? "passed" : "failed";
 }
 
+/* Twelve digits tell two fingerprints apart at a glance; the whole one is
+ * in the tooltip. */
+static int append_fingerprint_code(sg_buf *b, const char *hex, sg_error *err)
+{
+    char head[13];
+    int rc = put(b, "<code title=\"", hex, "\">", err);
+    snprintf(head, sizeof(head), "%s", hex);
+    return rc < 0 ? rc : put(b, "", head, "</code>", err);
+}
+
 static int append_fingerprint(sg_buf *b, const sg_journal_shard *s, sg_error *err)
 {
+    bool equal;
     int rc;
     if (!s->rehearsal_fingerprint[0] || !s->live_fingerprint[0])
         return sg_report_appendf(b, err, "<td>" DASH "</td>");
-    if (strcmp(s->rehearsal_fingerprint, s->live_fingerprint) == 0)
-        return put(b, "<td>equal <code>", s->live_fingerprint, "</code></td>", err);
-    if ((rc = put(b, "<td class=\"failure\">differs: rehearsal <code>", s->rehearsal_fingerprint,
-                  "</code>, ", err)) < 0)
+    equal = strcmp(s->rehearsal_fingerprint, s->live_fingerprint) == 0;
+    if ((rc = sg_report_appendf(b, err, "%s",
+                                equal ? "<td>equal " : "<td class=\"failure\">rehearsal ")) < 0 ||
+        (rc = append_fingerprint_code(b, s->rehearsal_fingerprint, err)) < 0)
         return rc;
-    return put(b, "live <code>", s->live_fingerprint, "</code></td>", err);
+    if (!equal && ((rc = sg_report_appendf(b, err, ", live ")) < 0 ||
+                   (rc = append_fingerprint_code(b, s->live_fingerprint, err)) < 0))
+        return rc;
+    return sg_report_appendf(b, err, "</td>");
 }
 
 static int append_shard_row(sg_buf *b, const sg_journal *j, const sg_journal_shard *s,
                             sg_error *err)
 {
+    const char *restore = gate_outcome(s, SG_GATE_TEST_RESTORE);
     char size[32];
     int rc;
     if ((rc = put(b, "<tr><td>", s->name, "</td>", err)) < 0 ||
@@ -390,9 +405,7 @@ static int append_shard_row(sg_buf *b, const sg_journal *j, const sg_journal_sha
     } else {
         rc = sg_report_appendf(b, err, "<td>" DASH "</td>");
     }
-    if (rc < 0 ||
-        (rc = sg_report_appendf(b, err, "<td>%s</td>", gate_outcome(s, SG_GATE_TEST_RESTORE))) <
-            0 ||
+    if (rc < 0 || (rc = sg_report_appendf(b, err, "<td>%s</td>", restore)) < 0 ||
         (rc = append_fingerprint(b, s, err)) < 0)
         return rc;
     /* Live tables are compared only on a quiesced shard; a verify that
@@ -406,34 +419,45 @@ static int append_shard_row(sg_buf *b, const sg_journal *j, const sg_journal_sha
     return rc;
 }
 
-static int append_shards(sg_buf *b, const sg_journal *j, sg_error *err)
+/* Which comparisons were made where, and how many: the test restore's on
+ * the snapshot's data, the verify gate's on the live shard. */
+static int append_comparisons(sg_buf *b, const sg_journal *j, sg_error *err)
 {
-    size_t rehearsed = 0, fingerprints = 0, equal = 0, tables = 0, table_shards = 0;
-    int rc;
+    size_t restored = 0, restored_ok = 0, fingerprints = 0, equal = 0, tables = 0, shards = 0;
     for (size_t i = 0; i < j->nshards; i++) {
         const sg_journal_shard *s = &j->shards[i];
-        rehearsed += s->gates[SG_GATE_TEST_RESTORE].ran;
+        const sg_journal_gate_entry *g = &s->gates[SG_GATE_TEST_RESTORE];
+        restored += g->ran;
+        restored_ok += g->ran && g->rc == 0;
         if (s->rehearsal_fingerprint[0] && s->live_fingerprint[0]) {
             fingerprints++;
             equal += strcmp(s->rehearsal_fingerprint, s->live_fingerprint) == 0;
         }
         tables += s->tables_verified;
-        table_shards += s->tables_verified > 0;
+        shards += s->tables_verified > 0;
     }
-    rc = sg_report_appendf(
+    return sg_report_appendf(
         b, err,
-        "<h2>Shards and comparisons</h2>\n"
-        "<p>In the test restore, on the snapshot's data in a sandbox, the restored tables "
-        "were compared with the snapshot's manifest, and the rehearsal compared the tables "
-        "before and after the migrations: %zu shard%s. In the verify gate, on the live shard, "
-        "the schema fingerprint was compared with the rehearsal's: %zu shard%s, %zu "
-        "equal; and, when the shards are quiesced, the tables with the snapshot's rows: "
-        "%zu table%s on %zu shard%s.</p>\n"
-        "<table>\n<tr><th>shard</th><th>stage</th><th>state</th><th>versions</th>"
-        "<th>snapshot</th><th>test restore</th><th>fingerprint</th>"
-        "<th>tables vs snapshot</th></tr>\n",
-        rehearsed, rehearsed == 1 ? "" : "s", fingerprints, fingerprints == 1 ? "" : "s", equal,
-        tables, tables == 1 ? "" : "s", table_shards, table_shards == 1 ? "" : "s");
+        "<h2>Comparisons</h2>\n<table>\n"
+        "<tr><th>gate</th><th>on</th><th>compared</th><th>made</th></tr>\n"
+        "<tr><td>test-restore</td><td>the snapshot's data, in a sandbox</td><td>the restored "
+        "tables with the snapshot's manifest; each table before and after the rehearsal of "
+        "the migrations</td><td>%zu shard%s, %zu passed</td></tr>\n"
+        "<tr><td>verify</td><td>the live shard</td><td>its schema fingerprint with the "
+        "rehearsal's</td><td>%zu shard%s, %zu equal</td></tr>\n"
+        "<tr><td>verify</td><td>the live shard, when quiesced</td><td>its tables with the "
+        "snapshot's rows</td><td>%zu table%s on %zu shard%s</td></tr>\n</table>\n",
+        restored, restored == 1 ? "" : "s", restored_ok, fingerprints, fingerprints == 1 ? "" : "s",
+        equal, tables, tables == 1 ? "" : "s", shards, shards == 1 ? "" : "s");
+}
+
+static int append_shards(sg_buf *b, const sg_journal *j, sg_error *err)
+{
+    int rc = sg_report_appendf(b, err,
+                               "<h2>Shards</h2>\n<table>\n<tr><th>shard</th><th>stage</th>"
+                               "<th>state</th><th>versions</th><th>snapshot</th>"
+                               "<th>test restore</th><th>fingerprint</th>"
+                               "<th>tables vs snapshot</th></tr>\n");
     for (size_t i = 0; i < j->nshards && rc == 0; i++)
         rc = append_shard_row(b, j, &j->shards[i], err);
     return rc < 0 ? rc : sg_report_appendf(b, err, "</table>\n");
@@ -579,6 +603,7 @@ int sg_run_write_html(const sg_journal *j, const sg_migration_set *set, const ch
     int rc;
     if ((rc = append_head(&b, j, err)) < 0 || (rc = append_summary(&b, j, err)) < 0 ||
         (rc = append_timeline(&b, j, err)) < 0 || (rc = append_shards(&b, j, err)) < 0 ||
+        (rc = append_comparisons(&b, j, err)) < 0 ||
         (rc = append_migrations(&b, j, set, err)) < 0 || (rc = append_failures(&b, j, err)) < 0 ||
         (rc = sg_report_appendf(&b, err, "</body>\n</html>\n")) < 0)
         goto done;

@@ -1,11 +1,16 @@
 /* The report files of a pipeline run, from journals driven in memory
  * through the transitions the runner makes (everything passes; a shard
  * fails its test restore; a failure rolls a stage back), pinned line by
- * line; the same files from the journal read back from its JSON; an
- * unwritable destination; allocation failures. Escaping is
- * test_report_text's: shard and pipeline names cannot hold what needs it. */
+ * line; the HTML page, parsed as XML, its timeline's bars read back; the
+ * same files from the journal read back from its JSON; an unwritable
+ * destination; allocation failures. Escaping is test_report_text's: shard
+ * and pipeline names cannot hold what needs it; the HTML page's failure
+ * messages are checked escaped. */
 #include <check.h>
 #include <dirent.h>
+#include <expat.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +21,7 @@
 #include "pipeline/config.h"
 #include "pipeline/journal.h"
 #include "pipeline/report.h"
+#include "stages/migration.h"
 #include "tests/harness/run.h"
 
 #define HASH "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -143,16 +149,18 @@ static sg_journal *passed_run(void)
     return j;
 }
 
-/* eu-2 fails its test restore; the wave is over its budget and the run
- * halts with us-1 never started. */
-static sg_journal *failed_run(void)
+#define FAILURE_MESSAGE                                                                            \
+    "eu-2: test-restore: table \"public\".\"orders\" has 10 rows, the manifest <12> & 'more'"
+
+/* eu-2 fails its test restore with message; the wave is over its budget
+ * and the run halts with us-1 never started. */
+static sg_journal *failed_run_with(const char *message)
 {
     shard_run bad = eu2;
     sg_journal *j = new_journal(NULL);
     bad.fail_gate = SG_GATE_TEST_RESTORE;
     bad.code = SG_E_MISMATCH;
-    bad.message = "eu-2: test-restore: table \"public\".\"orders\" has 10 rows, the "
-                  "manifest <12> & 'more'";
+    bad.message = message;
     sg_journal_stage_state(j, 0, SG_STAGE_RUNNING);
     drive(j, &eu1);
     sg_journal_stage_state(j, 0, SG_STAGE_DONE);
@@ -162,6 +170,11 @@ static sg_journal *failed_run(void)
     sg_journal_run_status(j, SG_RUN_HALTED);
     pin_times(j);
     return j;
+}
+
+static sg_journal *failed_run(void)
+{
+    return failed_run_with(FAILURE_MESSAGE);
 }
 
 /* us-1 fails its verify after its apply; rollback-stage reverts both
@@ -487,6 +500,349 @@ START_TEST(test_junit_unfinished)
 }
 END_TEST
 
+/* ---- HTML ---- */
+
+/* 2026-11-25T02:00:00Z, when the journals' runs start. */
+#define RUN_START ((time_t)1795572000)
+/* The names' column (170 px) and the timeline's 780 px. */
+#define LABEL_W 170
+
+static char *write_html(const sg_journal *j, const sg_migration_set *set, const char *name)
+{
+    char *path = sgt_asprintf("%s/%s", dir, name), *text;
+    sg_error err = {0};
+    ck_assert_msg(sg_run_write_html(j, set, path, &err) == 0, "%s", err.message);
+    text = sgt_read_file(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    free(path);
+    return text;
+}
+
+static void time_text(char out[SG_JOURNAL_TIME_MAX], long seconds)
+{
+    time_t t = RUN_START + seconds;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, SG_JOURNAL_TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The gates' start times are the clock's too: pinned end to end from each
+ * shard's start (eu-1 at the run's start, the wave's two shards together
+ * at 185 s), in whole seconds as the journal keeps them; the journal last
+ * updated at 300 s. */
+static void pin_timeline(sg_journal *j)
+{
+    static const struct {
+        const char *name;
+        long start;
+    } starts[] = {{"eu-1", 0}, {"eu-2", 185}, {"us-1", 185}};
+    time_text(j->started_at, 0);
+    time_text(j->updated_at, 300);
+    for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+        sg_journal_shard *s = &j->shards[sg_journal_shard_find(j, starts[i].name)];
+        long at = starts[i].start;
+        for (int g = 0; g < SG_GATE_COUNT; g++) {
+            if (!s->gates[g].started_at[0])
+                continue;
+            time_text(s->gates[g].started_at, at);
+            at += (long)(s->gates[g].ms / 1000);
+        }
+    }
+}
+
+#define MAX_BARS 16
+
+/* What an XML parser reads of the page: its SVG elements, and the bars of
+ * the timeline, each as "SHARD GATE RESULT" with its tooltip. */
+typedef struct page {
+    size_t svgs;
+    size_t nbars;
+    char bars[MAX_BARS][80];
+    char titles[MAX_BARS][SG_JOURNAL_MESSAGE_MAX + 80];
+    bool in_bar, in_title;
+} page;
+
+static const char *attr(const XML_Char **attrs, const char *name)
+{
+    for (size_t i = 0; attrs[i]; i += 2)
+        if (strcmp(attrs[i], name) == 0)
+            return attrs[i + 1];
+    return NULL;
+}
+
+static void XMLCALL on_start(void *ctx, const XML_Char *name, const XML_Char **attrs)
+{
+    page *p = ctx;
+    const char *cls = attr(attrs, "class"), *shard = attr(attrs, "data-shard"),
+               *gate = attr(attrs, "data-gate"), *result;
+    char want[80];
+    p->svgs += strcmp(name, "svg") == 0;
+    p->in_title = p->in_bar && strcmp(name, "title") == 0;
+    if (strcmp(name, "rect") != 0 || !cls || strncmp(cls, "gate ", 5) != 0)
+        return;
+    ck_assert_msg(shard && gate, "a bar without data-shard or data-gate: %s", cls);
+    ck_assert_uint_lt(p->nbars, MAX_BARS);
+    result = strstr(cls, " result-");
+    ck_assert_ptr_nonnull(result);
+    /* the class names the gate the data attribute does */
+    snprintf(want, sizeof(want), "gate gate-%s result-%s", gate, result + strlen(" result-"));
+    ck_assert_str_eq(cls, want);
+    snprintf(p->bars[p->nbars++], sizeof(p->bars[0]), "%s %s %s", shard, gate,
+             result + strlen(" result-"));
+    p->in_bar = true;
+}
+
+static void XMLCALL on_end(void *ctx, const XML_Char *name)
+{
+    page *p = ctx;
+    if (strcmp(name, "title") == 0)
+        p->in_title = false;
+    else if (strcmp(name, "rect") == 0)
+        p->in_bar = false;
+}
+
+static void XMLCALL on_text(void *ctx, const XML_Char *text, int len)
+{
+    page *p = ctx;
+    char *title;
+    size_t have;
+    if (!p->in_title)
+        return;
+    title = p->titles[p->nbars - 1];
+    have = strlen(title);
+    ck_assert_uint_lt(have + (size_t)len, sizeof(p->titles[0]));
+    memcpy(title + have, text, (size_t)len);
+    title[have + (size_t)len] = '\0';
+}
+
+/* The page must be well-formed XML (XHTML): an XML parser reads it whole. */
+static void read_page(page *p, const char *text)
+{
+    XML_Parser parser = XML_ParserCreate("UTF-8");
+    memset(p, 0, sizeof(*p));
+    ck_assert_ptr_nonnull(parser);
+    XML_SetUserData(parser, p);
+    XML_SetElementHandler(parser, on_start, on_end);
+    XML_SetCharacterDataHandler(parser, on_text);
+    if (XML_Parse(parser, text, (int)strlen(text), 1) != XML_STATUS_OK)
+        ck_abort_msg("not well-formed at line %lu, column %lu: %s",
+                     (unsigned long)XML_GetCurrentLineNumber(parser),
+                     (unsigned long)XML_GetCurrentColumnNumber(parser),
+                     XML_ErrorString(XML_GetErrorCode(parser)));
+    XML_ParserFree(parser);
+}
+
+static void assert_bars(const page *p, const char *const *want, size_t n)
+{
+    for (size_t i = 0; i < n && i < p->nbars; i++)
+        ck_assert_str_eq(p->bars[i], want[i]);
+    ck_assert_uint_eq(p->nbars, n);
+}
+
+/* The bar of a shard's gate, as written: "<rect class=... data-gate="G" x=...". */
+static void assert_bar_at(const char *text, const char *shard, const char *gate,
+                          const char *geometry)
+{
+    char *want = sgt_asprintf("data-shard=\"%s\" data-gate=\"%s\" %s", shard, gate, geometry);
+    assert_contains(text, want);
+    free(want);
+}
+
+/* Every shard through: a bar per shard and gate, all passed, each at its
+ * time (250 s over 780 px, after the names' 170 px), ticks every 50 s. */
+START_TEST(test_html_passed)
+{
+    static const char *const bars[] = {
+        "eu-1 snapshot ok", "eu-1 test-restore ok", "eu-1 apply ok", "eu-1 verify ok",
+        "eu-2 snapshot ok", "eu-2 test-restore ok", "eu-2 apply ok", "eu-2 verify ok",
+        "us-1 snapshot ok", "us-1 test-restore ok", "us-1 apply ok", "us-1 verify ok"};
+    sg_journal *j = passed_run();
+    page p;
+    char *text;
+    pin_timeline(j);
+    text = write_html(j, NULL, "passed.html");
+    read_page(&p, text);
+    ck_assert_uint_eq(p.svgs, 1);
+    assert_bars(&p, bars, 12);
+    ck_assert_str_eq(p.titles[1], "eu-1: test-restore, 120.500 s, ok");
+    /* 61 s and 120.5 s at 3.12 px a second; eu-1 is the first stage's
+     * first row, below its heading */
+    assert_bar_at(text, "eu-1", "test-restore",
+                  "x=\"360.3\" y=\"29.0\" width=\"376.0\" height=\"14\"");
+    assert_bar_at(text, "us-1", "snapshot", "x=\"747.2\" y=\"89.0\" width=\"37.4\"");
+    assert_contains(text, ">0 s</text>");
+    assert_contains(text, ">250 s</text>");
+    assert_lacks(text, ">300 s</text>");
+    assert_contains(text, "<td class=\"status-done\">done</td>");
+    assert_contains(text, "<p>3 shards: 3 done, 0 failed, 0 rolled back, 0 not finished.</p>");
+    assert_contains(text, "<tr><td>wave</td><td>done</td><td>2026-11-25T02:01:00Z</td>");
+    assert_contains(text, "<tr><td>eu-1</td><td>canary</td><td>done</td>"
+                          "<td>3 &#8594; 7 (0 applied)</td><td><code>" SNAPSHOT_ID
+                          "</code> (5.0 GiB)</td><td>passed</td>");
+    /* without the migration files, the versions the journal has */
+    assert_contains(text, "<tr><td>3 &#8594; 7</td><td class=\"n\">3</td></tr>");
+    assert_contains(text, "<h2>Failures</h2>\n<p>None.</p>");
+    ck_assert_str_eq(text + strlen(text) - strlen("</body>\n</html>\n"), "</body>\n</html>\n");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* A failure message that holds markup is text on the page, in the failed
+ * bar's tooltip and in the failures' table; the bars are those of the
+ * gates that ran. */
+START_TEST(test_html_failed)
+{
+    static const char *const bars[] = {"eu-1 snapshot ok", "eu-1 test-restore ok",
+                                       "eu-1 apply ok",    "eu-1 verify ok",
+                                       "eu-2 snapshot ok", "eu-2 test-restore failed"};
+    static const char message[] = "eu-2: test-restore: <script>alert('x')</script> & \"more\"";
+    static const char escaped[] = "eu-2: test-restore: &lt;script&gt;alert(&apos;x&apos;)"
+                                  "&lt;/script&gt; &amp; &quot;more&quot;";
+    sg_journal *j = failed_run_with(message);
+    page p;
+    char *text, *want;
+    pin_timeline(j);
+    text = write_html(j, NULL, "failed.html");
+    read_page(&p, text);
+    assert_bars(&p, bars, 6);
+    want = sgt_asprintf("eu-2: test-restore, 20.000 s, failed\n%s", message);
+    ck_assert_str_eq(p.titles[5], want);
+    free(want);
+    assert_lacks(text, "<script");
+    want = sgt_asprintf("<tr><td>eu-2</td><td>test-restore</td><td>verification mismatch</td>"
+                        "<td class=\"failure\">%s</td></tr>",
+                        escaped);
+    assert_contains(text, want);
+    free(want);
+    assert_contains(text, "<td class=\"status-halted\">halted</td>");
+    assert_contains(text, "<td>2 shards, 1 passed</td>");
+    assert_contains(text, "<td>0 shards, 0 equal</td>");
+    assert_contains(text, "<p>3 shards: 1 done, 1 failed, 0 rolled back, 1 not finished.</p>");
+    assert_contains(text, "<tr><td>us-1</td><td>wave</td><td>pending</td><td>&#8212;</td>"
+                          "<td>&#8212;</td><td>not run</td>");
+    assert_contains(text, "<tr><td>eu-2</td><td>wave</td><td>failed</td><td>&#8212;</td>"
+                          "<td><code>" SNAPSHOT_ID "</code> (1.0 MiB)</td><td>failed</td>");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* Migrations 4 to 7 went from 3 to 7 on each shard; rollback-stage took the
+ * wave's back. The files, with their modes, and where each stayed. */
+static sg_migration_set *load_set(void)
+{
+    static const struct {
+        const char *file, *text;
+    } files[] = {
+        {"0003_base.sql", "-- shardgate:up\nCREATE TABLE orders (id int PRIMARY KEY);\n"},
+        {"0004_add_note.sql", "-- shardgate:up\nALTER TABLE orders ADD COLUMN note text;\n"},
+        {"0005_index.sql", "-- shardgate:transaction=off\n-- shardgate:up\n"
+                           "CREATE INDEX CONCURRENTLY orders_note ON orders (note);\n"},
+        {"0007_widen.sql", "-- shardgate:mode=bluegreen table=public.orders\n"
+                           "-- shardgate:up\nALTER TABLE orders ALTER COLUMN id TYPE bigint;\n"},
+        {"0008_later.sql", "-- shardgate:up\nALTER TABLE orders ADD COLUMN later text;\n"},
+    };
+    char *migrations = sgt_asprintf("%s/migrations", dir);
+    sg_migration_set *set = NULL;
+    sg_error err = {0};
+    ck_assert_int_eq(mkdir(migrations, 0755), 0);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        sgt_write_file(migrations, files[i].file, files[i].text);
+    ck_assert_msg(sg_migration_set_load(&set, migrations, &err) == 0, "%s", err.message);
+    free(migrations);
+    return set;
+}
+
+/* The comparisons: eu-1's fingerprint equal and 12 tables compared with
+ * its snapshot (quiesced); us-1's fingerprint differs, failing its
+ * verify; eu-2 none. */
+START_TEST(test_html_rolled_back)
+{
+    static const char *const bars[] = {
+        "eu-1 snapshot ok", "eu-1 test-restore ok", "eu-1 apply ok", "eu-1 verify ok",
+        "eu-2 snapshot ok", "eu-2 test-restore ok", "eu-2 apply ok", "eu-2 verify ok",
+        "us-1 snapshot ok", "us-1 test-restore ok", "us-1 apply ok", "us-1 verify failed"};
+    sg_journal *j = rolled_back_run();
+    sg_journal_shard *eu1_shard = &j->shards[sg_journal_shard_find(j, "eu-1")];
+    sg_journal_shard *us1_shard = &j->shards[sg_journal_shard_find(j, "us-1")];
+    sg_migration_set *set = load_set();
+    page p;
+    char *text;
+    memcpy(eu1_shard->rehearsal_fingerprint, HASH, sizeof(HASH));
+    memcpy(eu1_shard->live_fingerprint, HASH, sizeof(HASH));
+    eu1_shard->tables_verified = 12;
+    memcpy(us1_shard->rehearsal_fingerprint, HASH, sizeof(HASH));
+    memcpy(us1_shard->live_fingerprint, HASH, sizeof(HASH));
+    us1_shard->live_fingerprint[0] = 'f';
+    pin_timeline(j);
+    text = write_html(j, set, "rolled-back.html");
+    read_page(&p, text);
+    assert_bars(&p, bars, 12);
+    assert_contains(text, "<td class=\"status-rolled-back\">rolled-back</td>");
+    assert_contains(text, "<p>3 shards: 1 done, 0 failed, 2 rolled back, 0 not finished.</p>");
+    assert_contains(text, "<td>the snapshot's data, in a sandbox</td><td>the restored tables with "
+                          "the snapshot's manifest; each table before and after the rehearsal of "
+                          "the migrations</td><td>3 shards, 3 passed</td></tr>\n"
+                          "<tr><td>verify</td><td>the live shard</td><td>its schema fingerprint "
+                          "with the rehearsal's</td><td>2 shards, 1 equal</td></tr>\n"
+                          "<tr><td>verify</td><td>the live shard, when quiesced</td><td>its "
+                          "tables with the snapshot's rows</td><td>12 tables on 1 shard</td>");
+    assert_contains(text, "<td>passed</td><td>equal <code title=\"" HASH "\">0123456789ab</code>"
+                          "</td><td class=\"n\">12</td></tr>");
+    assert_contains(text, "<td class=\"failure\">rehearsal <code title=\"" HASH
+                          "\">0123456789ab</code>, live <code title=\"f123456789abcdef0123456789ab"
+                          "cdef0123456789abcdef0123456789abcdef\">f123456789ab</code></td>"
+                          "<td>&#8212;</td></tr>");
+    assert_contains(text, "<tr><td>eu-2</td><td>wave</td><td>rolled-back</td>"
+                          "<td>3 &#8594; 7 (0 applied)</td>");
+    assert_contains(text, "<td>passed</td><td>&#8212;</td><td>not compared</td></tr>");
+    /* 3 was there before, 8 beyond the target: neither is listed */
+    assert_lacks(text, "0003_base.sql");
+    assert_lacks(text, "0008_later.sql");
+    assert_contains(text, "<tr><td class=\"n\">4</td><td><code>0004_add_note.sql</code></td>"
+                          "<td>transactional</td><td class=\"n\">1</td><td class=\"n\">2</td>"
+                          "</tr>\n"
+                          "<tr><td class=\"n\">5</td><td><code>0005_index.sql</code></td>"
+                          "<td>statements</td><td class=\"n\">1</td><td class=\"n\">2</td></tr>\n"
+                          "<tr><td class=\"n\">7</td><td><code>0007_widen.sql</code></td>"
+                          "<td>bluegreen public.orders</td><td class=\"n\">1</td>"
+                          "<td class=\"n\">2</td></tr>\n</table>");
+    assert_contains(text, "<tr><td>us-1</td><td>verify</td><td>verification mismatch</td>"
+                          "<td class=\"failure\">us-1: verify: schema fingerprint differs from "
+                          "the rehearsal&apos;s</td></tr>");
+    free(text);
+    sg_migration_set_free(set);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* A gate that started and has no result (the runner was killed in it)
+ * runs to the journal's last update: from 10 s to 60 s, 13 px a second. */
+START_TEST(test_html_unfinished)
+{
+    static const char *const bars[] = {"eu-1 snapshot running"};
+    sg_journal *j = new_journal(NULL);
+    sg_gate_record rec = {0};
+    page p;
+    char *text;
+    sg_journal_gate(j, 0, SG_GATE_SNAPSHOT, &rec);
+    time_text(j->started_at, 0);
+    time_text(j->shards[0].gates[SG_GATE_SNAPSHOT].started_at, 10);
+    time_text(j->updated_at, 60);
+    text = write_html(j, NULL, "unfinished.html");
+    read_page(&p, text);
+    assert_bars(&p, bars, 1);
+    ck_assert_str_eq(p.titles[0], "eu-1: snapshot, no result after 50 s");
+    assert_bar_at(text, "eu-1", "snapshot", "x=\"300.0\" y=\"29.0\" width=\"650.0\"");
+    assert_contains(text, ">60 s</text>");
+    assert_contains(text, "<td class=\"status-running\">running</td>");
+    assert_contains(text, "<h2>Migrations applied</h2>\n<p>None.</p>");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
 /* ---- the journal's model ---- */
 
 /* The files from the journal read back from its JSON (what `--json`
@@ -507,6 +863,11 @@ START_TEST(test_same_from_json)
         free(b);
         a = write_junit(runs[r], "a.xml");
         b = write_junit(back, "b.xml");
+        ck_assert_str_eq(a, b);
+        free(a);
+        free(b);
+        a = write_html(runs[r], NULL, "a.html");
+        b = write_html(back, NULL, "b.html");
         ck_assert_str_eq(a, b);
         free(a);
         free(b);
@@ -543,19 +904,32 @@ START_TEST(test_unwritable)
     ck_assert_int_eq(sg_run_write_junit(j, path, &err), SG_E_IO);
     assert_contains(err.message, path);
     free(path);
+    sg_error_clear(&err);
+    path = sgt_asprintf("%s/no/such/dir/run.html", dir);
+    ck_assert_int_eq(sg_run_write_html(j, NULL, path, &err), SG_E_IO);
+    assert_contains(err.message, path);
+    free(path);
     assert_no_temporary_files();
     sg_journal_free(j);
 }
 END_TEST
+
+/* The HTML page without the migration files: it sorts the journal's
+ * versions, in memory of its own. */
+static int write_html_from_journal(const sg_journal *j, const char *path, sg_error *err)
+{
+    return sg_run_write_html(j, NULL, path, err);
+}
 
 /* With 0, 1, 2... allocations allowed, each writer fails with SG_E_NOMEM
  * and no file, until it has what it needs. */
 START_TEST(test_allocation_failure)
 {
     typedef int (*writer_fn)(const sg_journal *j, const char *path, sg_error *err);
-    static const writer_fn writers[] = {sg_run_write_metrics, sg_run_write_junit};
+    static const writer_fn writers[] = {sg_run_write_metrics, sg_run_write_junit,
+                                        write_html_from_journal};
     sg_journal *j = failed_run();
-    for (size_t w = 0; w < 2; w++) {
+    for (size_t w = 0; w < sizeof(writers) / sizeof(writers[0]); w++) {
         char *path = sgt_asprintf("%s/nomem.%zu", dir, w);
         long n;
         for (n = 0;; n++) {
@@ -596,6 +970,13 @@ static Suite *run_report_suite(void)
     tcase_add_test(tc, test_junit_rolled_back);
     tcase_add_test(tc, test_junit_empty_stage);
     tcase_add_test(tc, test_junit_unfinished);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("html");
+    tcase_add_test(tc, test_html_passed);
+    tcase_add_test(tc, test_html_failed);
+    tcase_add_test(tc, test_html_rolled_back);
+    tcase_add_test(tc, test_html_unfinished);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("journal_model");
