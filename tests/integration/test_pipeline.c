@@ -538,10 +538,12 @@ static void assert_no_sandbox_left(const fleet *f)
     ck_assert_msg(entries(f->tmp) == 0, "%d entries left in TMPDIR %s", entries(f->tmp), f->tmp);
 }
 
-/* The store's copy of the run's journal is the local one, byte for byte. */
-static void assert_store_copy(const fleet *f, const char *local, const char *run_id)
+/* The store's copy of the run's journal (object, under runs/RUN_ID/) is the
+ * local one, byte for byte. */
+static void assert_store_object(const fleet *f, const char *local, const char *run_id,
+                                const char *object)
 {
-    char *path = sgt_asprintf("%s/runs/%s/journal.json", f->store, run_id);
+    char *path = sgt_asprintf("%s/runs/%s/%s", f->store, run_id, object);
     size_t a_len = 0, b_len = 0;
     char *a = sgt_read_file(local, &a_len), *b = sgt_read_file(path, &b_len);
     ck_assert_msg(a != NULL, "no local journal %s", local);
@@ -551,6 +553,11 @@ static void assert_store_copy(const fleet *f, const char *local, const char *run
     free(a);
     free(b);
     free(path);
+}
+
+static void assert_store_copy(const fleet *f, const char *local, const char *run_id)
+{
+    assert_store_object(f, local, run_id, "journal.json");
 }
 
 static char *run_id_of(json_t *journal)
@@ -992,7 +999,11 @@ START_TEST(partitions_split_the_fleet)
         char *path = sgt_asprintf("%s/%s", f.dir, journal);
         json_t *j = load_journal(path);
         run_ids[k - 1] = run_id_of(j);
-        assert_store_copy(&f, path, run_ids[k - 1]);
+        /* a partition's journal has its own object: the partitions of one run
+         * share its id */
+        char object[32];
+        snprintf(object, sizeof(object), "journal-%d-of-2.json", k);
+        assert_store_object(&f, path, run_ids[k - 1], object);
         free(path);
         assert_status(j, "done");
         json_t *partition = json_object_get(j, "partition");
@@ -1020,6 +1031,38 @@ START_TEST(partitions_split_the_fleet)
         assert_version(&f, i, TARGET);
         ck_assert_int_eq(stored_snapshots(&f, i), 1);
     }
+    /* the two jobs of one run, as an Indexed Job would run them: one run id,
+     * a journal per partition, read merged by status --config */
+    for (int k = 1; k <= 2; k++) {
+        char part[8];
+        snprintf(part, sizeof(part), "%d/2", k);
+        sgt_result r;
+        shardgate_in_dir(&r, &f, 0,
+                         (const char *const[]){"run", "pipeline.yaml", "--partition", part,
+                                               "--run-id", "zz-shared-run", NULL});
+        sgt_result_free(&r);
+    }
+    sgt_result r;
+    const char *status_argv[] = {"sh",
+                                 "-c",
+                                 "cd \"$0\" && exec \"$SG_BINARY\" \"$@\"",
+                                 f.dir,
+                                 "status",
+                                 "--config",
+                                 "pipeline.yaml",
+                                 "--json",
+                                 NULL};
+    ck_assert_int_eq(sgt_run(&r, status_argv, NULL), 0);
+    json_error_t jerr;
+    json_t *status = json_loads(r.out, 0, &jerr);
+    ck_assert_msg(status != NULL, "status --json: %s", jerr.text);
+    ck_assert_str_eq(jstr(status, "last_run"), "zz-shared-run");
+    json_t *shards = json_object_get(status, "shards");
+    ck_assert_uint_eq(json_array_size(shards), NSHARDS);
+    for (size_t i = 0; i < NSHARDS; i++)
+        ck_assert_str_eq(jstr(json_array_get(shards, i), "last_run_state"), "done");
+    json_decref(status);
+    sgt_result_free(&r);
     free(run_ids[0]);
     free(run_ids[1]);
     teardown(&f);
