@@ -5,7 +5,8 @@
 # three shards, two at a time, applying examples/migrations (one of them a
 # non-transactional CREATE INDEX CONCURRENTLY) with the directory store and
 # the local sandbox. Every shard is snapshotted, its snapshot restored and the
-# migrations rehearsed on it, then applied and verified.
+# migrations rehearsed on it, then applied and verified; the run writes an
+# HTML report, a JUnit file and Prometheus metrics, whose paths it prints.
 #
 # Usage: examples/demo.sh   (after a build: SHARDGATE names the binary,
 # build/shardgate by default). Everything lives in one temporary directory,
@@ -119,7 +120,8 @@ run "$shardgate" plan "$tmp/pipeline.yaml"
 
 step "the run: canary, soak, then the wave"
 cd "$tmp"
-run "$shardgate" run "$tmp/pipeline.yaml" --journal "$tmp/journal.json"
+run "$shardgate" run "$tmp/pipeline.yaml" --journal "$tmp/journal.json" \
+    --report "$tmp/report.html" --junit "$tmp/junit.xml" --metrics-file "$tmp/metrics.prom"
 
 step "every shard at the target version, with no drift"
 for i in $(seq 1 $shards); do
@@ -127,5 +129,11 @@ for i in $(seq 1 $shards); do
         sed -n "1s/^/shard-$i: /p;/^schema:/p"
 done
 
-step "the journal"
-echo "$tmp/journal.json (and $tmp/store/runs/*/journal.json)"
+step "the run's report, journal, JUnit and metrics"
+echo "report:  $tmp/report.html (a timeline of every shard and gate; open it in a browser)"
+echo "journal: $tmp/journal.json (and in the store: $tmp/store/runs/*/journal.json)"
+echo "junit:   $tmp/junit.xml"
+echo "metrics: $tmp/metrics.prom"
+if [ "${SG_DEMO_KEEP:-0}" != 1 ]; then
+    echo "(removed at exit; run with SG_DEMO_KEEP=1 to keep them)"
+fi

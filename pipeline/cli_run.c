@@ -304,6 +304,10 @@ typedef struct runner {
     sg_store *store;
     char *journal_path;
     char config_sha256[SG_SHA256_HEX_LEN];
+    /* the recovery-time objective: shards whose test restore took longer */
+    size_t slow;
+    char slowest[SG_SHARD_NAME_MAX + 1];
+    double slowest_seconds;
 } runner;
 
 static void runner_clear(runner *r)
@@ -364,6 +368,15 @@ static void on_shard(void *ctx, size_t shard, const sg_shard_outcome *outcome, i
     if (j < 0)
         return;
     sg_journal_shard_outcome(r->journal, (size_t)j, outcome);
+    /* the test restore measured how long the shard takes to recover from
+     * its snapshot (before the rehearsal): the objective is about that */
+    if (r->p.cfg.rto_ms && outcome->restore.seconds * 1000.0 > (double)r->p.cfg.rto_ms) {
+        r->slow++;
+        if (outcome->restore.seconds > r->slowest_seconds) {
+            r->slowest_seconds = outcome->restore.seconds;
+            snprintf(r->slowest, sizeof(r->slowest), "%s", r->p.cfg.fleet[shard].name);
+        }
+    }
     if (rc == 0) {
         sg_journal_shard_state(r->journal, (size_t)j, SG_SHARD_DONE);
     } else if (r->journal->shards[j].state != SG_SHARD_FAILED) {
@@ -482,9 +495,18 @@ static int finish_run(runner *r, sg_run_result *res, int rc, const run_settings 
     } else {
         print_summary(r, res);
     }
-    sg_log_info("journal: %s and %s/runs/%s/journal.json", r->journal_path, r->p.cfg.store.url,
+    sg_log_info("journal: %s and %s/runs/%s/", r->journal_path, r->p.cfg.store.url,
                 r->journal->run_id);
-    (void)err;
+    if (rc == 0 && r->slow) {
+        rc = sg_error_set(err, SG_E_OBJECTIVE,
+                          "%zu shard%s recovered from %s snapshot slower than the recovery-time "
+                          "objective",
+                          r->slow, r->slow == 1 ? "" : "s", r->slow == 1 ? "its" : "their");
+        sg_error_detail(err, "slowest: %s, %.1f s against objectives.rto %.1f s", r->slowest,
+                        r->slowest_seconds, (double)r->p.cfg.rto_ms / 1000.0);
+        sg_error_hint(err, "every shard was migrated; the objective says a restore would take too "
+                           "long should one be needed");
+    }
     return rc;
 }
 

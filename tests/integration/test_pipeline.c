@@ -52,6 +52,7 @@ typedef struct settings {
     const char *on_failure;  /* NULL: the default, halt */
     const char *canary_soak; /* NULL: none */
     unsigned wave_max_failures;
+    const char *rto; /* NULL: no objective */
 } settings;
 
 /* One test's fleet: four databases and a directory holding the pipeline
@@ -127,29 +128,33 @@ static char *pipeline_text(const fleet *f, const settings *s, const char *parall
     }
     char *soak = s->canary_soak ? sgt_asprintf("    soak: %s\n", s->canary_soak) : strdup("");
     char *policy = s->on_failure ? sgt_asprintf("  on_failure: %s\n", s->on_failure) : strdup("");
-    char *text = sgt_asprintf("version: 1\n"
-                              "name: pipetest\n"
-                              "store: file://./store\n"
-                              "keys:\n"
-                              "  key: keys/runner.key\n"
-                              "  trust: [keys/runner.pub]\n"
-                              "sandbox:\n"
-                              "  driver: local\n"
-                              "migrations: migrations/\n"
-                              "fleet:\n"
-                              "%s"
-                              "stages:\n"
-                              "  - name: canary\n"
-                              "    ring: canary\n"
-                              "%s"
-                              "  - name: wave\n"
-                              "    ring: wave\n"
-                              "    %s: 2\n"
-                              "    max_failures: %u\n"
-                              "policy:\n"
-                              "%s"
-                              "  lock_timeout: 2s\n",
-                              fleet_yaml, soak, parallel_key, s->wave_max_failures, policy);
+    char *objectives = s->rto ? sgt_asprintf("objectives:\n  rto: %s\n", s->rto) : strdup("");
+    char *text =
+        sgt_asprintf("version: 1\n"
+                     "name: pipetest\n"
+                     "store: file://./store\n"
+                     "keys:\n"
+                     "  key: keys/runner.key\n"
+                     "  trust: [keys/runner.pub]\n"
+                     "sandbox:\n"
+                     "  driver: local\n"
+                     "migrations: migrations/\n"
+                     "fleet:\n"
+                     "%s"
+                     "stages:\n"
+                     "  - name: canary\n"
+                     "    ring: canary\n"
+                     "%s"
+                     "  - name: wave\n"
+                     "    ring: wave\n"
+                     "    %s: 2\n"
+                     "    max_failures: %u\n"
+                     "policy:\n"
+                     "%s"
+                     "  lock_timeout: 2s\n"
+                     "%s",
+                     fleet_yaml, soak, parallel_key, s->wave_max_failures, policy, objectives);
+    free(objectives);
     free(fleet_yaml);
     free(soak);
     free(policy);
@@ -730,6 +735,24 @@ static bool canary_soaking(json_t *j, void *arg)
     return state && strcmp(state, "soaking") == 0;
 }
 
+/* Every shard migrated, but their test restores took longer than the
+ * recovery-time objective allows: exit 18, which names the slowest. */
+START_TEST(objective_missed)
+{
+    settings s = {.rto = "1ms"};
+    fleet f = setup("objective", &s, NULL);
+    sgt_result r;
+    run_pipeline(&r, &f, 18);
+    ck_assert_msg(strstr(r.err, "slower than the recovery-time objective") &&
+                      strstr(r.err, "objectives.rto 0.0 s"),
+                  "%s", r.err);
+    sgt_result_free(&r);
+    for (int i = 0; i < NSHARDS; i++)
+        assert_version(&f, i, TARGET);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(shard_goes_down_mid_run)
 {
     settings s = {.canary_soak = "3s"};
@@ -1148,6 +1171,7 @@ static Suite *suite(void)
         {"rollback_all", verify_fails_rollback_all},
         {"failure_budget", verify_fails_within_budget},
         {"shard_down", shard_goes_down_mid_run},
+        {"objective", objective_missed},
         {"killed", killed_between_gates_resumes},
         {"killed_anywhere", killed_anywhere_resumes},
         {"rollback", rollback_after_success},
