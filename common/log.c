@@ -13,6 +13,20 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *level_names[] = {"debug", "info", "warning", "error"};
 
+static const char *run_id;
+static _Thread_local const char *shard_name, *step_name;
+
+void sg_log_set_run(const char *id)
+{
+    run_id = id;
+}
+
+void sg_log_set_shard(const char *shard, const char *step)
+{
+    shard_name = shard;
+    step_name = step;
+}
+
 void sg_log_set_level(sg_log_level level)
 {
     min_level = level;
@@ -23,12 +37,22 @@ void sg_log_set_json(int json)
     json_output = json;
 }
 
-static void emit(sg_log_level level, const char *message, const char *detail, const char *hint)
+/* duration_ms < 0: none */
+static void emit(sg_log_level level, const char *message, const char *detail, const char *hint,
+                 double duration_ms)
 {
     pthread_mutex_lock(&log_lock);
     if (json_output) {
         json_t *obj = json_pack("{s:s, s:s}", "level", level_names[level], "message", message);
         char *line;
+        if (obj && run_id)
+            json_object_set_new(obj, "run_id", json_string(run_id));
+        if (obj && shard_name)
+            json_object_set_new(obj, "shard", json_string(shard_name));
+        if (obj && step_name)
+            json_object_set_new(obj, "step", json_string(step_name));
+        if (obj && duration_ms >= 0)
+            json_object_set_new(obj, "duration_ms", json_integer((json_int_t)(duration_ms + 0.5)));
         if (obj && detail && *detail)
             json_object_set_new(obj, "detail", json_string(detail));
         if (obj && hint && *hint)
@@ -52,13 +76,25 @@ void sg_log(sg_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    emit(level, message, NULL, NULL);
+    emit(level, message, NULL, NULL, -1);
+}
+
+void sg_log_step_done(double seconds, const char *fmt, ...)
+{
+    char message[2048];
+    va_list ap;
+    if (SG_LOG_INFO < min_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    emit(SG_LOG_INFO, message, NULL, NULL, seconds * 1000.0);
 }
 
 void sg_log_error(const sg_error *err)
 {
     if (json_output) {
-        emit(SG_LOG_ERROR, err->message, err->detail, err->hint);
+        emit(SG_LOG_ERROR, err->message, err->detail, err->hint, -1);
         return;
     }
     pthread_mutex_lock(&log_lock);

@@ -17,4 +17,15 @@ void sg_log(sg_log_level level, const char *fmt, ...) __attribute__((format(prin
 /* Prints an error with its detail and hint lines, in the log format. */
 void sg_log_error(const sg_error *err);
 
+/* Context for the JSON lines: the run id of the whole process, and the
+ * shard and step the calling thread works on (NULL clears). The strings must
+ * outlive their use; they are not copied. Text lines do not show them: their
+ * messages name the shard already. */
+void sg_log_set_run(const char *run_id);
+void sg_log_set_shard(const char *shard, const char *step);
+
+/* An info line that ends a step, with how long it took ("duration_ms" in
+ * JSON). */
+void sg_log_step_done(double seconds, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -312,6 +312,7 @@ typedef struct runner {
 
 static void runner_clear(runner *r)
 {
+    sg_log_set_run(NULL); /* the id lives in the journal, freed below */
     sg_journal_free(r->journal);
     sg_store_free(r->store);
     free(r->journal_path);
@@ -561,6 +562,7 @@ int sg_cli_run(int argc, char **argv, sg_error *err)
         (rc = sg_journal_new(&r.journal, run_id, &r.p.cfg, r.config_sha256, k, n, r.p.selected,
                              err)) < 0)
         goto done;
+    sg_log_set_run(r.journal->run_id);
     sg_log_info("run %s of pipeline %s", run_id, r.p.cfg.name);
     save(&r);
     run_options_fill(&o, &r, &s);
@@ -641,6 +643,7 @@ int sg_cli_resume(int argc, char **argv, sg_error *err)
         memcpy(snapshots[i], r.journal->shards[j].snapshot_id, sizeof(snapshots[i]));
         todo += !done[i];
     }
+    sg_log_set_run(r.journal->run_id);
     sg_log_info("resuming run %s: %zu shard%s to go", r.journal->run_id, todo,
                 todo == 1 ? "" : "s");
     sg_journal_run_status(r.journal, SG_RUN_RUNNING);

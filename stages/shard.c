@@ -210,6 +210,7 @@ static void begin_gate(sg_shard_outcome *out, const sg_shard_settings *s, sg_gat
                        sg_gate_observer observer, void *ctx)
 {
     memset(&out->gates[gate], 0, sizeof(out->gates[gate]));
+    sg_log_set_shard(s->name, sg_gate_name(gate));
     if (observer)
         observer(ctx, s, gate, &out->gates[gate]);
     sg_log(SG_LOG_INFO, "%s: %s", s->name, sg_gate_name(gate));
@@ -225,6 +226,9 @@ static int end_gate(sg_shard_outcome *out, const sg_shard_settings *s, sg_gate g
     if (rc < 0) {
         sg_error_prefix(err, "%s: %s", s->name, sg_gate_name(gate));
         snprintf(rec->message, sizeof(rec->message), "%s", err->message);
+    } else {
+        sg_log_step_done(rec->seconds, "%s: %s passed in %.1f s", s->name, sg_gate_name(gate),
+                         rec->seconds);
     }
     if (observer)
         observer(ctx, s, gate, rec);
@@ -275,6 +279,7 @@ done:
         sg_registry_unlock(conn, &ignored);
     }
     PQfinish(conn);
+    sg_log_set_shard(NULL, NULL);
     return rc;
 }
 
