@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/file.h"
 #include "common/log.h"
@@ -229,6 +230,7 @@ typedef struct run_settings {
     const char *junit_file;
     const char *report_file;
     const char *run_id; /* run */
+    bool progress;      /* run and resume: progress lines even when stderr is no terminal */
 } run_settings;
 
 #define RUN(field) offsetof(run_settings, field)
@@ -268,9 +270,16 @@ typedef struct run_settings {
          "write a JUnit XML report to FILE, a test case per shard and gate",                       \
          0,                                                                                        \
          0},                                                                                       \
+        {"report",                                                                                 \
+         SG_OPT_STRING,                                                                            \
+         RUN(report_file),                                                                         \
+         "FILE",                                                                                   \
+         "write an HTML report to FILE, with a timeline of the shards' gates",                     \
+         0,                                                                                        \
+         0},                                                                                       \
     {                                                                                              \
-        "report", SG_OPT_STRING, RUN(report_file), "FILE",                                         \
-            "write an HTML report to FILE, with a timeline of the shards' gates", 0, 0             \
+        "progress", SG_OPT_FLAG, RUN(progress), NULL,                                              \
+            "print a progress line at every gate (the default on a terminal)", 0, 0                \
     }
 
 static const sg_option run_options[] = {{"partition", SG_OPT_STRING, RUN(partition), "K/N",
@@ -304,6 +313,7 @@ typedef struct runner {
     sg_store *store;
     char *journal_path;
     char config_sha256[SG_SHA256_HEX_LEN];
+    bool progress;
     /* the recovery-time objective: shards whose test restore took longer */
     size_t slow;
     char slowest[SG_SHARD_NAME_MAX + 1];
@@ -348,6 +358,54 @@ static long journal_index(runner *r, size_t fleet_index)
     return sg_journal_shard_find(r->journal, r->p.cfg.fleet[fleet_index].name);
 }
 
+/* One line of where the run is: shards done, running (with their gate),
+ * failed, and the bytes stored so far. A line rather than a redrawn status
+ * bar: log lines from the shards' threads go to the same terminal. */
+static void print_progress(const runner *r)
+{
+    const sg_journal *j = r->journal;
+    size_t done = 0, failed = 0, running = 0, pending = 0;
+    uint64_t bytes = 0;
+    char doing[512] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < j->nshards; i++) {
+        const sg_journal_shard *s = &j->shards[i];
+        bytes += s->snapshot_bytes;
+        switch (s->state) {
+        case SG_SHARD_DONE:
+        case SG_SHARD_VERIFIED:
+            done++;
+            break;
+        case SG_SHARD_FAILED:
+        case SG_SHARD_ROLLED_BACK:
+            failed++;
+            break;
+        case SG_SHARD_PENDING:
+            pending++;
+            break;
+        default: {
+            /* the gate it is in: the first that started and has not ended */
+            const char *gate = "";
+            for (int g = 0; g < SG_GATE_COUNT; g++)
+                if (s->gates[g].started_at[0] && !s->gates[g].ran) {
+                    gate = sg_gate_name((sg_gate)g);
+                    break;
+                }
+            running++;
+            if (used < sizeof(doing))
+                used += (size_t)snprintf(doing + used, sizeof(doing) - used, "%s%s %s",
+                                         used ? ", " : "", s->name, gate);
+        }
+        }
+    }
+    char size[32];
+    sg_format_size(size, sizeof(size), bytes);
+    fprintf(stderr,
+            "progress: %zu/%zu done, %zu running%s%s%s, %zu failed, %zu waiting; %s stored\n", done,
+            j->nshards, running, running ? " (" : "", doing, running ? ")" : "", failed, pending,
+            size);
+}
+
 static void on_gate(void *ctx, size_t shard, sg_gate gate, const sg_gate_record *record,
                     const sg_shard_outcome *outcome)
 {
@@ -359,6 +417,8 @@ static void on_gate(void *ctx, size_t shard, sg_gate gate, const sg_gate_record 
     if (record->ran)
         sg_journal_shard_outcome(r->journal, (size_t)j, outcome);
     save(r);
+    if (r->progress)
+        print_progress(r);
 }
 
 static void on_shard(void *ctx, size_t shard, const sg_shard_outcome *outcome, int rc,
@@ -511,8 +571,17 @@ static int finish_run(runner *r, sg_run_result *res, int rc, const run_settings 
     return rc;
 }
 
+/* Progress lines on a terminal, in the text log format, unless --quiet;
+ * anywhere with --progress. */
+static bool progress_wanted(const run_settings *s)
+{
+    bool json_log = s->common.log_format && strcmp(s->common.log_format, "json") == 0;
+    return s->progress || (isatty(STDERR_FILENO) && !json_log && !s->common.quiet);
+}
+
 static void run_options_fill(sg_run_options *o, runner *r, const run_settings *s)
 {
+    r->progress = progress_wanted(s);
     *o = (sg_run_options){.cfg = &r->p.cfg,
                           .set = r->p.set,
                           .run_id = r->journal->run_id,

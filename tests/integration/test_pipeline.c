@@ -736,16 +736,22 @@ static bool canary_soaking(json_t *j, void *arg)
 }
 
 /* Every shard migrated, but their test restores took longer than the
- * recovery-time objective allows: exit 18, which names the slowest. */
+ * recovery-time objective allows: exit 18, which names the slowest. With
+ * --progress, a line at every gate says where the run is. */
 START_TEST(objective_missed)
 {
     settings s = {.rto = "1ms"};
     fleet f = setup("objective", &s, NULL);
     sgt_result r;
-    run_pipeline(&r, &f, 18);
+    /* with progress lines, as on a terminal */
+    shardgate(&r, &f, 18, (const char *const[]){"run", f.file, "--progress", NULL});
     ck_assert_msg(strstr(r.err, "slower than the recovery-time objective") &&
                       strstr(r.err, "objectives.rto 0.0 s"),
                   "%s", r.err);
+    ck_assert_msg(
+        strstr(r.err, "progress: 0/4 done, 1 running (s1 snapshot), 0 failed, 3 waiting") &&
+            strstr(r.err, "progress: 4/4 done, 0 running, 0 failed, 0 waiting"),
+        "%s", r.err);
     sgt_result_free(&r);
     for (int i = 0; i < NSHARDS; i++)
         assert_version(&f, i, TARGET);
