@@ -27,6 +27,11 @@ char *sg_layout_key(const char *shard, const char *id, const char *path)
     return sg_asprintf("shards/%s/snapshots/%s/%s", shard, id, path);
 }
 
+char *sg_layout_drill_key(const char *shard)
+{
+    return sg_asprintf("shards/%s/last-drill.json", shard);
+}
+
 char *sg_layout_shard_prefix(const char *shard)
 {
     return sg_asprintf("shards/%s/snapshots/", shard);

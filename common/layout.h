@@ -25,4 +25,8 @@ char *sg_layout_shard_prefix(const char *shard);
 int sg_layout_parse_spec(char shard[SG_SHARD_NAME_MAX + 1], char id[64], const char *spec,
                          sg_error *err);
 
+/* "shards/<shard>/last-drill.json": the newest drill's result for the shard,
+ * which `status --config` shows; free(). */
+char *sg_layout_drill_key(const char *shard);
+
 #endif

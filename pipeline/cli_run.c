@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/file.h"
+#include "common/layout.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/pg.h"
@@ -808,7 +810,30 @@ typedef struct fleet_row {
     bool drifted;
     char snapshot[SG_SNAPSHOT_ID_MAX]; /* newest complete one, "" for none */
     const char *run_state;             /* in the newest run, NULL when not in it */
+    char drill[64];                    /* "ok 2024-05-01T02:00:00Z", "" for none */
 } fleet_row;
+
+/* The newest drill's record (shards/<shard>/last-drill.json), as "ok TIME",
+ * "FAILED TIME" or "slow TIME"; nothing when there is none or it is not
+ * readable (a drill record is information, not a check). */
+static void read_drill(char *out, size_t size, sg_store *store, const char *shard)
+{
+    char *key = sg_layout_drill_key(shard);
+    sg_buf buf = {0};
+    sg_error err = {0};
+    json_t *doc = NULL;
+    out[0] = '\0';
+    if (key && sg_store_get(store, key, 0, UINT64_MAX, &buf, &err) == 0 &&
+        (doc = json_loadb(buf.data ? (const char *)buf.data : "", buf.len, 0, NULL))) {
+        const char *at = json_string_value(json_object_get(doc, "started_at"));
+        bool ok = json_is_true(json_object_get(doc, "ok"));
+        bool slow = json_is_true(json_object_get(doc, "objective_missed"));
+        snprintf(out, size, "%s %s", !ok ? "FAILED" : slow ? "slow" : "ok", at ? at : "?");
+    }
+    json_decref(doc);
+    sg_buf_free(&buf);
+    free(key);
+}
 
 static void read_fleet_row(fleet_row *row, const sg_pipeline_shard *shard, const pipeline *p,
                            sg_store *store, const sg_journal *last)
@@ -835,6 +860,7 @@ static void read_fleet_row(fleet_row *row, const sg_pipeline_shard *shard, const
             if (snaps[i].complete)
                 snprintf(row->snapshot, sizeof(row->snapshot), "%s", snaps[i].id);
     }
+    read_drill(row->drill, sizeof(row->drill), store, shard->name);
     long j = last ? sg_journal_shard_find(last, shard->name) : -1;
     if (j >= 0)
         row->run_state = sg_shard_state_name(last->shards[j].state);
@@ -886,9 +912,10 @@ int sg_cli_fleet_status(const char *config, bool json, bool check, sg_error *err
             const fleet_row *r = &rows[i];
             json_array_append_new(
                 shards,
-                json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:b, s:s?, s:s?, s:s?}", "shard",
-                          p.cfg.fleet[i].name, "stage", p.cfg.stages[p.cfg.fleet[i].stage].name,
-                          "reachable", r->reachable, "version", (json_int_t)r->version, "pending",
+                json_pack("{s:s?, s:s, s:s, s:b, s:I, s:I, s:I, s:b, s:s?, s:s?, s:s?}",
+                          "last_drill", r->drill[0] ? r->drill : NULL, "shard", p.cfg.fleet[i].name,
+                          "stage", p.cfg.stages[p.cfg.fleet[i].stage].name, "reachable",
+                          r->reachable, "version", (json_int_t)r->version, "pending",
                           (json_int_t)r->pending, "unfinished", (json_int_t)r->unfinished,
                           "drifted", r->drifted, "last_snapshot",
                           r->snapshot[0] ? r->snapshot : NULL, "last_run_state", r->run_state,
@@ -901,8 +928,8 @@ int sg_cli_fleet_status(const char *config, bool json, bool check, sg_error *err
     } else {
         printf("fleet %s: %zu shards; last run %s\n\n", p.cfg.name, p.cfg.nfleet,
                nruns ? runs[0] : "(none)");
-        printf("%-20s %-12s %-8s %-8s %-7s %-27s %s\n", "SHARD", "STAGE", "VERSION", "PENDING",
-               "DRIFT", "LAST SNAPSHOT", "LAST RUN");
+        printf("%-20s %-12s %-8s %-8s %-7s %-27s %-12s %s\n", "SHARD", "STAGE", "VERSION",
+               "PENDING", "DRIFT", "LAST SNAPSHOT", "LAST RUN", "LAST DRILL");
         for (size_t i = 0; i < p.cfg.nfleet; i++) {
             const fleet_row *r = &rows[i];
             if (!r->reachable) {
@@ -910,12 +937,13 @@ int sg_cli_fleet_status(const char *config, bool json, bool check, sg_error *err
                        p.cfg.stages[p.cfg.fleet[i].stage].name, r->error);
                 continue;
             }
-            printf("%-20s %-12s %-8" PRId64 " %-8zu %-7s %-27s %s\n", p.cfg.fleet[i].name,
+            printf("%-20s %-12s %-8" PRId64 " %-8zu %-7s %-27s %-12s %s\n", p.cfg.fleet[i].name,
                    p.cfg.stages[p.cfg.fleet[i].stage].name, r->version, r->pending,
                    r->drifted      ? "DRIFTED"
                    : r->unfinished ? "unclean"
                                    : "no",
-                   r->snapshot[0] ? r->snapshot : "-", r->run_state ? r->run_state : "-");
+                   r->snapshot[0] ? r->snapshot : "-", r->run_state ? r->run_state : "-",
+                   r->drill[0] ? r->drill : "-");
         }
         const char *key;
         json_t *value;

@@ -1,6 +1,7 @@
 #include "restore/drill.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +11,11 @@
 #include "common/buf.h"
 #include "common/file.h"
 #include "common/interrupt.h"
+#include "common/json.h"
+#include "common/layout.h"
 #include "common/log.h"
-#include "common/report_text.h"
 #include "common/mem.h"
+#include "common/report_text.h"
 #include "common/retry.h"
 #include "common/workers.h"
 #include "restore/access.h"
@@ -126,6 +129,40 @@ static int drill_shard(void *ctx, size_t worker, size_t task, sg_error *err)
     return 0;
 }
 
+/* Leaves each shard's result in the store (shards/<shard>/last-drill.json),
+ * so that whoever looks at the fleet sees when each shard was last proven
+ * recoverable. A record that cannot be written is a warning: the drill's
+ * own result stands. */
+static void record_drills(const sg_drill_result *res, const sg_drill_options *opts)
+{
+    sg_store *store = NULL;
+    sg_error err = {0};
+    if (sg_store_open_config(&store, &opts->test.store, &err) < 0) {
+        sg_log_warning("cannot record the drills in the store: %s", err.message);
+        return;
+    }
+    sg_json_init();
+    for (size_t i = 0; i < res->count; i++) {
+        const sg_drill_shard *s = &res->shards[i];
+        char *key = sg_layout_drill_key(s->shard), *text = NULL;
+        json_t *doc = json_pack("{s:i, s:s, s:s?, s:b, s:b, s:f, s:s?}", "format", 1, "started_at",
+                                res->started_at, "snapshot", s->result.id[0] ? s->result.id : NULL,
+                                "ok", s->rc == 0, "objective_missed", s->rto_exceeded, "seconds",
+                                s->result.seconds, "error", s->rc < 0 ? s->error.message : NULL);
+        if (!key || !doc || !(text = json_dumps(doc, JSON_COMPACT)))
+            sg_error_set(&err, SG_E_NOMEM, "out of memory");
+        else
+            sg_store_put(store, key, text, strlen(text), &err);
+        if (err.code)
+            sg_log_warning("cannot record the drill of %s in the store: %s", s->shard, err.message);
+        sg_error_clear(&err);
+        free(text);
+        json_decref(doc);
+        free(key);
+    }
+    sg_store_free(store);
+}
+
 int sg_drill_run(sg_drill_result *res, const sg_drill_options *opts, sg_error *err)
 {
     drill_run d = {opts, res};
@@ -149,6 +186,8 @@ int sg_drill_run(sg_drill_result *res, const sg_drill_options *opts, sg_error *e
     rc = sg_workers_run(opts->parallel > 0 ? (size_t)opts->parallel : 1, res->count, drill_shard,
                         &d, err);
     res->seconds = (double)(sg_monotonic_ms() - start) / 1000.0;
+    if (rc == 0)
+        record_drills(res, opts);
     for (size_t i = 0; i < res->count; i++) {
         res->failed += res->shards[i].rc < 0;
         res->too_slow += res->shards[i].rc == 0 && res->shards[i].rto_exceeded;

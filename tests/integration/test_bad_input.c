@@ -312,11 +312,23 @@ START_TEST(pack_from_another_snapshot_is_caught)
 {
     char path[512], pack_a[700], pack_b[700], cmd[1500];
     const char *url = copy_store("foreign", path);
+    struct stat st_a, st_b;
     pack_path(pack_a, path, id_a, 0);
     pack_path(pack_b, path, id_b, 0);
+    ck_assert_int_eq(stat(pack_a, &st_a), 0);
+    ck_assert_int_eq(stat(pack_b, &st_b), 0);
     snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", pack_b, pack_a);
     sgt_sh(cmd);
-    verify_fails(url, 0, 0, NULL); /* same data, same layout: the sizes agree */
+    /* Two snapshots of the same data usually have packs of one size, which
+     * only the SHA-256 (level 1) tells apart; when the rows came out in
+     * another order (a concurrent scan on a loaded machine moves where a
+     * sequential scan starts), the size gives the pack away already. */
+    if (st_a.st_size == st_b.st_size) {
+        verify_fails(url, 0, 0, NULL);
+    } else {
+        const char *want[] = {"packs/0.pack has", "the manifest says", NULL};
+        verify_fails(url, 0, EXIT_CORRUPT, want);
+    }
     {
         const char *want[] = {"does not match its SHA-256", NULL};
         char *target = sgt_pg_create_db(pg, "foreign");

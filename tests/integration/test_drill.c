@@ -121,6 +121,23 @@ START_TEST(tampered_shard_fails_and_reports_agree)
                               "not match its SHA-256");
         free(text);
     }
+    /* each shard's result is left in the store, for status --config */
+    {
+        char *path = sgt_asprintf("%s/shards/alpha/last-drill.json", store_dir);
+        char *text = sgt_read_file(path, NULL);
+        ck_assert_msg(text != NULL, "no drill record %s", path);
+        assert_contains(text, "\"ok\":true");
+        assert_contains(text, "\"error\":null");
+        free(text);
+        free(path);
+        path = sgt_asprintf("%s/shards/charlie/last-drill.json", store_dir);
+        text = sgt_read_file(path, NULL);
+        ck_assert_msg(text != NULL, "no drill record %s", path);
+        assert_contains(text, "\"ok\":false");
+        assert_contains(text, "object packs/0.pack does not match its SHA-256");
+        free(text);
+        free(path);
+    }
     ck_assert_int_eq(sandbox_dirs(), 0);
 }
 END_TEST
