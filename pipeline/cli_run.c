@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/pg.h"
+#include "common/retry.h"
 #include "pipeline/cli_impl.h"
 #include "pipeline/config.h"
 #include "pipeline/journal.h"
@@ -316,6 +317,7 @@ typedef struct runner {
     char *journal_path;
     char config_sha256[SG_SHA256_HEX_LEN];
     bool progress;
+    uint64_t started_ms; /* when this process started the run, for rates */
     /* the recovery-time objective: shards whose test restore took longer */
     size_t slow;
     char slowest[SG_SHARD_NAME_MAX + 1];
@@ -400,12 +402,15 @@ static void print_progress(const runner *r)
         }
         }
     }
-    char size[32];
+    char size[32], rate[32];
+    double seconds = (double)(sg_monotonic_ms() - r->started_ms) / 1000.0;
     sg_format_size(size, sizeof(size), bytes);
+    sg_format_size(rate, sizeof(rate), seconds > 0 ? (uint64_t)((double)bytes / seconds) : 0);
     fprintf(stderr,
-            "progress: %zu/%zu done, %zu running%s%s%s, %zu failed, %zu waiting; %s stored\n", done,
-            j->nshards, running, running ? " (" : "", doing, running ? ")" : "", failed, pending,
-            size);
+            "progress: %zu/%zu done, %zu running%s%s%s, %zu failed, %zu waiting; %s stored "
+            "(%s/s) in %.0f s\n",
+            done, j->nshards, running, running ? " (" : "", doing, running ? ")" : "", failed,
+            pending, size, rate, seconds);
 }
 
 static void on_gate(void *ctx, size_t shard, sg_gate gate, const sg_gate_record *record,
@@ -584,6 +589,7 @@ static bool progress_wanted(const run_settings *s)
 static void run_options_fill(sg_run_options *o, runner *r, const run_settings *s)
 {
     r->progress = progress_wanted(s);
+    r->started_ms = sg_monotonic_ms();
     *o = (sg_run_options){.cfg = &r->p.cfg,
                           .set = r->p.set,
                           .run_id = r->journal->run_id,
