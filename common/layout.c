@@ -1,7 +1,11 @@
 #include "common/layout.h"
 
 #include <ctype.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/manifest.h"
 #include "common/mem.h"
@@ -25,6 +29,17 @@ int sg_shard_name_check(const char *shard, sg_error *err)
 char *sg_layout_key(const char *shard, const char *id, const char *path)
 {
     return sg_asprintf("shards/%s/snapshots/%s/%s", shard, id, path);
+}
+
+void sg_run_id_new(char out[SG_RUN_ID_MAX])
+{
+    /* time first, so run ids sort by when they started */
+    time_t now = time(NULL);
+    struct tm tm;
+    size_t n;
+    gmtime_r(&now, &tm);
+    n = strftime(out, SG_RUN_ID_MAX, "%Y%m%dT%H%M%SZ-", &tm);
+    snprintf(out + n, SG_RUN_ID_MAX - n, "%08" PRIx32, randombytes_random());
 }
 
 char *sg_layout_drill_key(const char *shard)

@@ -25,6 +25,12 @@ char *sg_layout_shard_prefix(const char *shard);
 int sg_layout_parse_spec(char shard[SG_SHARD_NAME_MAX + 1], char id[64], const char *spec,
                          sg_error *err);
 
+/* Run ids: the UTC time then 8 random hex digits ("20240501T020000Z-1a2b3c4d"),
+ * so that ids sort by when runs started. They name runs in the store, in the
+ * journal and in each shard's registry. */
+#define SG_RUN_ID_MAX 40
+void sg_run_id_new(char out[SG_RUN_ID_MAX]);
+
 /* "shards/<shard>/last-drill.json": the newest drill's result for the shard,
  * which `status --config` shows; free(). */
 char *sg_layout_drill_key(const char *shard);

@@ -67,28 +67,30 @@ static void emit(sg_log_level level, const char *message, const char *detail, co
     pthread_mutex_unlock(&log_lock);
 }
 
-void sg_log(sg_log_level level, const char *fmt, ...)
+/* duration_ms < 0: none */
+static void vlog(sg_log_level level, double duration_ms, const char *fmt, va_list ap)
 {
     char message[2048];
-    va_list ap;
     if (level < min_level)
         return;
-    va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
+    emit(level, message, NULL, NULL, duration_ms);
+}
+
+void sg_log(sg_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, -1, fmt, ap);
     va_end(ap);
-    emit(level, message, NULL, NULL, -1);
 }
 
 void sg_log_step_done(double seconds, const char *fmt, ...)
 {
-    char message[2048];
     va_list ap;
-    if (SG_LOG_INFO < min_level)
-        return;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    vlog(SG_LOG_INFO, seconds * 1000.0, fmt, ap);
     va_end(ap);
-    emit(SG_LOG_INFO, message, NULL, NULL, seconds * 1000.0);
 }
 
 void sg_log_error(const sg_error *err)

@@ -766,29 +766,17 @@ int sg_cli_rollback(int argc, char **argv, sg_error *err)
         if ((s.shard && strcmp(s.shard, js->name) != 0) || !shard ||
             js->state == SG_SHARD_ROLLED_BACK || js->to_version <= js->from_version)
             continue;
-        sg_apply_options o;
-        sg_apply_result res = {0};
-        PGconn *conn = NULL;
         sg_error shard_err = {0};
-        sg_apply_options_init(&o, shard->dsn);
-        o.target = js->from_version;
-        o.lock_timeout_ms = r.p.cfg.policy.lock_timeout_ms;
-        o.retries = r.p.cfg.policy.retries;
-        o.actor.run_id = r.journal->run_id;
-        int src = sg_pg_connect(&conn, shard->dsn, "shard", &shard_err);
-        if (src == 0)
-            src = sg_revert(&res, conn, r.p.set, &o, &shard_err);
-        if (src == 0) {
+        if (sg_run_revert_shard(&r.p.cfg, r.p.set, (size_t)(shard - r.p.cfg.fleet),
+                                js->from_version, r.journal->run_id, &shard_err) == 0) {
             sg_journal_shard_state(r.journal, i, SG_SHARD_ROLLED_BACK);
             save(&r);
             reverted++;
             printf("%-20s rolled back to version %" PRId64 "\n", js->name, js->from_version);
         } else {
             failed++;
-            sg_log(SG_LOG_ERROR, "%s: rollback: %s", js->name, shard_err.message);
+            sg_log_error(&shard_err);
         }
-        sg_apply_result_clear(&res);
-        PQfinish(conn);
     }
     if (!failed && reverted && !s.shard) {
         sg_journal_run_status(r.journal, SG_RUN_ROLLED_BACK);

@@ -162,13 +162,7 @@ static bool partition_valid(unsigned k, unsigned n)
 
 void sg_journal_new_run_id(char out[SG_RUN_ID_MAX])
 {
-    /* time first, so run ids sort by when they started */
-    time_t now = time(NULL);
-    struct tm tm;
-    size_t n;
-    gmtime_r(&now, &tm);
-    n = strftime(out, SG_RUN_ID_MAX, "%Y%m%dT%H%M%SZ-", &tm);
-    snprintf(out + n, SG_RUN_ID_MAX - n, "%08" PRIx32, randombytes_random());
+    sg_run_id_new(out);
 }
 
 static bool run_id_valid(const char *id)

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/layout.h"
 #include "common/manifest.h"
 #include "common/sha256.h"
 #include "common/store.h"
@@ -36,7 +37,6 @@
 
 #define SG_JOURNAL_FORMAT 1
 /* A run id and its NUL: "YYYYMMDDTHHMMSSZ-" and 8 hex digits, with room. */
-#define SG_RUN_ID_MAX 40
 /* "YYYY-MM-DDTHH:MM:SSZ" and its NUL, with room. */
 #define SG_JOURNAL_TIME_MAX 32
 #define SG_JOURNAL_MESSAGE_MAX 512

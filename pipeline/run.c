@@ -154,25 +154,38 @@ static int soak(uint64_t ms, sg_error *err)
 
 /* Reverts what this run applied to one shard: back to the version it had
  * before its apply gate. */
-static int revert_shard(run *r, size_t index)
+int sg_run_revert_shard(const sg_pipeline_config *cfg, const sg_migration_set *set, size_t index,
+                        int64_t to_version, const char *run_id, sg_error *err)
 {
-    const sg_pipeline_shard *shard = &r->opts->cfg->fleet[index];
-    const sg_shard_outcome *out = &r->res->outcomes[index];
-    sg_error err = {0};
+    const sg_pipeline_shard *shard = &cfg->fleet[index];
     sg_apply_options o;
     sg_apply_result res = {0};
     PGconn *conn = NULL;
     sg_apply_options_init(&o, shard->dsn);
-    o.target = out->from_version;
-    o.lock_timeout_ms = r->opts->cfg->policy.lock_timeout_ms;
-    o.retries = r->opts->cfg->policy.retries;
-    o.actor.run_id = r->opts->run_id;
-    int rc = sg_pg_connect(&conn, shard->dsn, "shard", &err);
+    o.target = to_version;
+    o.lock_timeout_ms = cfg->policy.lock_timeout_ms;
+    o.retries = cfg->policy.retries;
+    o.actor.run_id = run_id;
+    int rc = sg_pg_connect(&conn, shard->dsn, "shard", err);
     if (rc == 0)
-        rc = sg_revert(&res, conn, r->opts->set, &o, &err);
+        rc = sg_revert(&res, conn, set, &o, err);
     if (rc < 0)
-        sg_error_prefix(&err, "%s: rollback", shard->name);
+        sg_error_prefix(err, "%s: rollback", shard->name);
     else
+        sg_log(SG_LOG_INFO, "%s: rolled back to version %" PRId64, shard->name, to_version);
+    sg_apply_result_clear(&res);
+    PQfinish(conn);
+    return rc;
+}
+
+/* Reverts what this run applied to one shard: back to the version it had
+ * before its apply gate. */
+static int revert_shard(run *r, size_t index)
+{
+    sg_error err = {0};
+    int rc = sg_run_revert_shard(r->opts->cfg, r->opts->set, index,
+                                 r->res->outcomes[index].from_version, r->opts->run_id, &err);
+    if (rc == 0)
         r->res->rolled_back++;
     if (r->opts->hooks.rollback) {
         pthread_mutex_lock(&r->lock);
@@ -180,11 +193,7 @@ static int revert_shard(run *r, size_t index)
         pthread_mutex_unlock(&r->lock);
     }
     if (rc < 0)
-        sg_log(SG_LOG_ERROR, "%s", err.message);
-    else
-        sg_log(SG_LOG_INFO, "%s: rolled back to version %" PRId64, shard->name, out->from_version);
-    sg_apply_result_clear(&res);
-    PQfinish(conn);
+        sg_log_error(&err);
     return rc;
 }
 

@@ -70,4 +70,10 @@ int sg_run_pipeline(sg_run_result *out, const sg_run_options *opts, sg_error *er
 
 void sg_run_result_clear(sg_run_result *res, size_t nfleet);
 
+/* Reverts a run's migrations on one shard of cfg's fleet, back to version
+ * to_version, under the pipeline's lock timeout and retries: what the
+ * rollback policies and `shardgate rollback` do. Errors name the shard. */
+int sg_run_revert_shard(const sg_pipeline_config *cfg, const sg_migration_set *set, size_t index,
+                        int64_t to_version, const char *run_id, sg_error *err);
+
 #endif

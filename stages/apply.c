@@ -3,11 +3,9 @@
 
 #include <inttypes.h>
 #include <jansson.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/interrupt.h"
@@ -49,12 +47,7 @@ static void engine_init(engine *e, PGconn *conn, const sg_apply_options *opts)
         e->actor.host = e->host;
     }
     if (!e->actor.run_id) {
-        /* time first, so run ids sort by when they started */
-        time_t now = time(NULL);
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        size_t n = strftime(e->run_id, sizeof(e->run_id), "%Y%m%dT%H%M%SZ-", &tm);
-        snprintf(e->run_id + n, sizeof(e->run_id) - n, "%08" PRIx32, randombytes_random());
+        sg_run_id_new(e->run_id);
         e->actor.run_id = e->run_id;
     }
 }

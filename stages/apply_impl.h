@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "common/layout.h"
 #include "stages/apply.h"
 #include "stages/exec.h"
 
@@ -14,7 +15,7 @@ typedef struct sg_apply_engine {
     sg_registry_actor actor;
     sg_exec_watch watch;
     char host[256];
-    char run_id[40];
+    char run_id[SG_RUN_ID_MAX];
 } sg_apply_engine;
 
 /* Appends an event to the registry; the detail (may be NULL) is consumed.

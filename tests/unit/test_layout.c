@@ -1,4 +1,5 @@
 #include <check.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +139,27 @@ START_TEST(test_spec_bad_id)
 }
 END_TEST
 
+/* Run ids start with the UTC time, so that they sort by when runs started,
+ * and end with 8 random hex digits, so that two runs of one second differ. */
+START_TEST(test_run_id)
+{
+    char a[SG_RUN_ID_MAX], b[SG_RUN_ID_MAX];
+    sg_run_id_new(a);
+    sg_run_id_new(b);
+    ck_assert_uint_eq(strlen(a), 25);
+    ck_assert_int_eq(a[8], 'T');
+    ck_assert_int_eq(a[15], 'Z');
+    ck_assert_int_eq(a[16], '-');
+    for (int i = 0; i < 25; i++)
+        if (i != 8 && i != 15 && i != 16)
+            ck_assert_msg(isxdigit((unsigned char)a[i]), "%s: position %d", a, i);
+    ck_assert_str_ne(a, b);
+    char *key = sg_layout_drill_key("alpha");
+    ck_assert_str_eq(key, "shards/alpha/last-drill.json");
+    free(key);
+}
+END_TEST
+
 static Suite *layout_suite(void)
 {
     Suite *s = suite_create("layout");
@@ -154,6 +176,7 @@ static Suite *layout_suite(void)
     CASE("spec malformed", test_spec_malformed);
     CASE("spec bad shard", test_spec_bad_shard);
     CASE("spec bad id", test_spec_bad_id);
+    CASE("run id", test_run_id);
 #undef CASE
     return s;
 }
