@@ -258,6 +258,15 @@ int sg_pg_query_params(PGresult **out, PGconn *conn, const char *sql, int nparam
     return 0;
 }
 
+int sg_pg_exec_params(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                      sg_error *err)
+{
+    PGresult *res = NULL;
+    int rc = sg_pg_query_params(&res, conn, sql, nparams, params, err);
+    PQclear(res);
+    return rc;
+}
+
 int sg_pg_query(PGresult **out, PGconn *conn, const char *sql, sg_error *err)
 {
     return sg_pg_query_params(out, conn, sql, 0, NULL, err);
@@ -374,6 +383,18 @@ int sg_pg_digest_table(PGconn *conn, const char *qualified_table, const char *co
      * copies no child rows, like ONLY, and yields the same text. */
     char *sql = *column_list ? sg_asprintf("COPY %s (%s) TO STDOUT", qualified_table, column_list)
                              : sg_asprintf("COPY (SELECT FROM ONLY %s) TO STDOUT", qualified_table);
+    int rc;
+    if (!sql)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    sg_digest_init(out);
+    rc = sg_pg_copy_out(conn, sql, digest_rows, out, err);
+    free(sql);
+    return rc;
+}
+
+int sg_pg_digest_query(PGconn *conn, const char *select_sql, sg_digest *out, sg_error *err)
+{
+    char *sql = sg_asprintf("COPY (%s) TO STDOUT", select_sql);
     int rc;
     if (!sql)
         return sg_error_set(err, SG_E_NOMEM, "out of memory");

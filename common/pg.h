@@ -64,6 +64,10 @@ int sg_pg_query(PGresult **out, PGconn *conn, const char *sql, sg_error *err);
 int sg_pg_query_params(PGresult **out, PGconn *conn, const char *sql, int nparams,
                        const char *const *params, sg_error *err);
 
+/* The same, for a statement whose rows (if any) are not wanted. */
+int sg_pg_exec_params(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                      sg_error *err);
+
 /* SETs every pinned setting on the session. */
 int sg_pg_pin_settings(PGconn *conn, sg_error *err);
 
@@ -85,5 +89,8 @@ int sg_pg_copy_out(PGconn *conn, const char *copy_sql, sg_pg_copy_fn fn, void *c
  * projection. */
 int sg_pg_digest_table(PGconn *conn, const char *qualified_table, const char *column_list,
                        sg_digest *out, sg_error *err);
+
+/* Digests the rows of a query (a SELECT), as COPY text. */
+int sg_pg_digest_query(PGconn *conn, const char *select_sql, sg_digest *out, sg_error *err);
 
 #endif

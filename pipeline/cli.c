@@ -661,6 +661,7 @@ static const command commands[] = {
     {"lint", sg_cli_lint, "check migration files for statements that lock or lose data"},
     {"migrate", sg_cli_migrate, "apply pending migrations to one database"},
     {"revert", sg_cli_revert, "revert migrations of one database down to a version"},
+    {"finalize", sg_cli_finalize, "drop the old tables blue-green changes keep for a rollback"},
     {"status", sg_cli_status, "show applied, pending and changed migrations, and schema drift"},
     {"plan", sg_cli_plan, "show what a pipeline run would do, touching nothing"},
     {"run", sg_cli_run, "take a fleet through snapshot, test restore, apply and verify"},

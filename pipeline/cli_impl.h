@@ -55,6 +55,7 @@ int sg_cli_print_json(json_t *doc, sg_error *err);
 int sg_cli_lint(int argc, char **argv, sg_error *err);
 int sg_cli_migrate(int argc, char **argv, sg_error *err);
 int sg_cli_revert(int argc, char **argv, sg_error *err);
+int sg_cli_finalize(int argc, char **argv, sg_error *err);
 int sg_cli_status(int argc, char **argv, sg_error *err);
 
 /* The pipeline commands (cli_run.c). */

@@ -85,7 +85,12 @@ typedef struct apply_settings {
     int retries;
     bool dry_run, allow_changed;
     const char *run_id, *snapshot_id;
+    const char *version; /* finalize */
+    int chunk_rows;
+    uint64_t chunk_time_ms, chunk_pause_ms, max_lag_ms, keep_old_ms; /* UNSET: the default */
 } apply_settings;
+
+#define UNSET UINT64_MAX
 
 #define APPLY(field) offsetof(apply_settings, field)
 static const sg_option apply_options[] = {
@@ -106,8 +111,51 @@ static const sg_option apply_options[] = {
     {"run-id", SG_OPT_STRING, APPLY(run_id), "ID", "run id recorded in the registry", 0, 0},
     {"snapshot-id", SG_OPT_STRING, APPLY(snapshot_id), "ID",
      "snapshot taken before this run, recorded in the registry", 0, 0},
+    {"chunk-rows", SG_OPT_INT, APPLY(chunk_rows), "N",
+     "blue-green: rows of the first copy chunk, adapted to --chunk-time (default 5000)", 1,
+     10000000},
+    {"chunk-time", SG_OPT_DURATION, APPLY(chunk_time_ms), "DURATION",
+     "blue-green: the time a copy chunk should take (default 200ms; 0: fixed size)", 0, 0},
+    {"chunk-pause", SG_OPT_DURATION, APPLY(chunk_pause_ms), "DURATION",
+     "blue-green: pause between copy chunks (default 0)", 0, 0},
+    {"max-lag", SG_OPT_DURATION, APPLY(max_lag_ms), "DURATION",
+     "blue-green: pause the copy while a standby replays further behind (default 1s; 0: never)", 0,
+     0},
+    {"keep-old", SG_OPT_DURATION, APPLY(keep_old_ms), "DURATION",
+     "blue-green: keep the old table in sync this long after the cut-over (default 24h)", 0, 0},
     COMMON_OPTIONS(apply_settings),
     {0}};
+
+static const sg_option finalize_options[] = {
+    {"dsn", SG_OPT_STRING, APPLY(dsn), "DSN", "database (libpq connection string or URI)", 0, 0},
+    {"migrations", SG_OPT_STRING, APPLY(migrations), "DIR", "directory of NNNN_name.sql files", 0,
+     0},
+    {"version", SG_OPT_STRING, APPLY(version), "VERSION",
+     "the blue-green change to finalize (default: every one whose old table is kept)", 0, 0},
+    {"dry-run", SG_OPT_FLAG, APPLY(dry_run), NULL, "print the plan, change nothing", 0, 0},
+    {"lock-timeout", SG_OPT_DURATION, APPLY(lock_timeout_ms), "DURATION",
+     "wait at most this long for each lock (default 2s)", 0, 0},
+    {"retries", SG_OPT_INT, APPLY(retries), "N",
+     "retries after a lock timeout, with backoff (default 10)", 0, 1000},
+    COMMON_OPTIONS(apply_settings),
+    {0}};
+
+typedef enum { ACTION_MIGRATE, ACTION_REVERT, ACTION_FINALIZE } apply_action;
+
+static const char *const action_names[] = {"migrate", "revert", "finalize"};
+
+static const char *step_action(sg_step_kind kind, bool done)
+{
+    switch (kind) {
+    case SG_STEP_APPLY:
+        return done ? "applied" : "apply";
+    case SG_STEP_REVERT:
+        return done ? "reverted" : "revert";
+    case SG_STEP_FINALIZE:
+        break;
+    }
+    return done ? "finalized" : "finalize";
+}
 
 static int parse_version(int64_t *out, const char *text, sg_error *err)
 {
@@ -132,15 +180,18 @@ static json_t *steps_json(const sg_apply_result *res, bool dry_run)
         const sg_apply_step *st = &res->steps[i];
         const sg_migration *m = st->migration;
         const sg_migration_section *sec = st->kind == SG_STEP_APPLY ? &m->up : &m->down;
-        json_array_append_new(
-            steps,
-            json_pack("{s:I, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:b}", "version",
-                      (json_int_t)m->version, "file", m->file, "action",
-                      st->kind == SG_STEP_APPLY ? "apply" : "revert", "mode",
-                      sg_migration_mode_name(m->mode), "statements",
-                      (json_int_t)(sec->script ? sg_sql_script_count(sec->script) : 0),
-                      "resume_from", st->resume_from, "attempts", st->attempts, "duration_ms",
-                      (json_int_t)st->duration_ms, "done", !dry_run && st->done));
+        json_t *o = json_pack(
+            "{s:I, s:s, s:s, s:s, s:I, s:i, s:i, s:I, s:b}", "version", (json_int_t)m->version,
+            "file", m->file, "action", step_action(st->kind, false), "mode",
+            sg_migration_mode_name(m->mode), "statements",
+            (json_int_t)(sec->script && st->kind != SG_STEP_FINALIZE
+                             ? sg_sql_script_count(sec->script)
+                             : 0),
+            "resume_from", st->resume_from, "attempts", st->attempts, "duration_ms",
+            (json_int_t)st->duration_ms, "done", !dry_run && st->done);
+        if (o && st->lock_ms >= 0)
+            json_object_set_new(o, "lock_ms", json_real(st->lock_ms));
+        json_array_append_new(steps, o);
     }
     return steps;
 }
@@ -151,8 +202,9 @@ static void print_steps(const sg_apply_result *res, bool dry_run)
         const sg_apply_step *st = &res->steps[i];
         const sg_migration *m = st->migration;
         const sg_migration_section *sec = st->kind == SG_STEP_APPLY ? &m->up : &m->down;
-        const char *verb = st->kind == SG_STEP_APPLY ? "apply" : "revert";
-        size_t n = sec->script ? sg_sql_script_count(sec->script) : 0;
+        const char *verb = step_action(st->kind, false);
+        size_t n =
+            sec->script && st->kind != SG_STEP_FINALIZE ? sg_sql_script_count(sec->script) : 0;
         if (dry_run || !st->done) {
             char what[32];
             snprintf(what, sizeof(what), "%s %s", dry_run ? "would" : "did not", verb);
@@ -160,25 +212,42 @@ static void print_steps(const sg_apply_result *res, bool dry_run)
                    sg_migration_mode_name(m->mode), n, n == 1 ? "" : "s",
                    st->resume_from ? ", resuming" : "");
         } else {
-            printf("%-8s %s  %" PRId64 " ms%s\n",
-                   st->kind == SG_STEP_APPLY ? "applied" : "reverted", m->file, st->duration_ms,
-                   st->attempts > 1 ? "  (after lock retries)" : "");
+            printf("%-9s %s  %" PRId64 " ms%s", step_action(st->kind, true), m->file,
+                   st->duration_ms, st->attempts > 1 ? "  (after lock retries)" : "");
+            if (st->lock_ms >= 0)
+                printf("  (table locked %.1f ms)", st->lock_ms);
+            printf("\n");
         }
     }
 }
 
-static int run_apply(int argc, char **argv, bool revert, sg_error *err)
+static void set_if(uint64_t *out, uint64_t value)
 {
-    apply_settings s = {.retries = -1};
+    if (value != UNSET)
+        *out = value;
+}
+
+static const char *const usages[] = {
+    "migrate --dsn DSN --migrations DIR [--to VERSION] [--dry-run]",
+    "revert --dsn DSN --migrations DIR --to VERSION [--dry-run]",
+    "finalize --dsn DSN --migrations DIR [--version VERSION] [--dry-run]",
+};
+
+static int run_apply(int argc, char **argv, apply_action action, sg_error *err)
+{
+    bool revert = action == ACTION_REVERT;
+    apply_settings s = {.retries = -1,
+                        .chunk_time_ms = UNSET,
+                        .chunk_pause_ms = UNSET,
+                        .max_lag_ms = UNSET,
+                        .keep_old_ms = UNSET};
     sg_strlist pos = {0};
     sg_migration_set *set = NULL;
     sg_apply_result res = {0};
     sg_apply_options opts;
     PGconn *conn = NULL;
-    int rc = sg_cli_parse(&s, apply_options, argc, argv,
-                          revert ? "revert --dsn DSN --migrations DIR --to VERSION [--dry-run]"
-                                 : "migrate --dsn DSN --migrations DIR [--to VERSION] [--dry-run]",
-                          &pos, &s.common, err);
+    int rc = sg_cli_parse(&s, action == ACTION_FINALIZE ? finalize_options : apply_options, argc,
+                          argv, usages[action], &pos, &s.common, err);
     if (rc != 0 || (rc = sg_cli_expect_positionals(&pos, 0, "", err)) < 0)
         goto done;
     if (!s.dsn || !s.migrations) {
@@ -192,6 +261,14 @@ static int run_apply(int argc, char **argv, bool revert, sg_error *err)
     sg_apply_options_init(&opts, s.dsn);
     if (s.to && (rc = parse_version(&opts.target, s.to, err)) < 0)
         goto done;
+    if (s.version && (rc = parse_version(&opts.target, s.version, err)) < 0)
+        goto done;
+    if (s.chunk_rows > 0)
+        opts.bluegreen.chunk_rows = (uint64_t)s.chunk_rows;
+    set_if(&opts.bluegreen.chunk_time_ms, s.chunk_time_ms);
+    set_if(&opts.bluegreen.chunk_pause_ms, s.chunk_pause_ms);
+    set_if(&opts.bluegreen.max_lag_ms, s.max_lag_ms);
+    set_if(&opts.bluegreen.keep_old_ms, s.keep_old_ms);
     if (s.lock_timeout_ms)
         opts.lock_timeout_ms = s.lock_timeout_ms;
     opts.statement_timeout_ms = s.statement_timeout_ms;
@@ -204,22 +281,26 @@ static int run_apply(int argc, char **argv, bool revert, sg_error *err)
     if ((rc = sg_migration_set_load(&set, s.migrations, err)) < 0 ||
         (rc = sg_pg_connect(&conn, s.dsn, "database", err)) < 0)
         goto done;
-    rc = revert ? sg_revert(&res, conn, set, &opts, err) : sg_migrate(&res, conn, set, &opts, err);
+    rc = action == ACTION_REVERT     ? sg_revert(&res, conn, set, &opts, err)
+         : action == ACTION_FINALIZE ? sg_finalize(&res, conn, set, &opts, err)
+                                     : sg_migrate(&res, conn, set, &opts, err);
     /* what ran before a failure is part of the result too */
     if (s.common.json) {
-        json_t *doc = json_pack(
-            "{s:s, s:b, s:I, s:I, s:o, s:b}", "action", revert ? "revert" : "migrate", "dry_run",
-            s.dry_run, "from_version", (json_int_t)res.from_version, "to_version",
-            (json_int_t)res.to_version, "steps", steps_json(&res, s.dry_run), "ok", rc == 0);
+        json_t *doc = json_pack("{s:s, s:b, s:I, s:I, s:o, s:b}", "action", action_names[action],
+                                "dry_run", s.dry_run, "from_version", (json_int_t)res.from_version,
+                                "to_version", (json_int_t)res.to_version, "steps",
+                                steps_json(&res, s.dry_run), "ok", rc == 0);
         sg_error print_err = {0};
         if (sg_cli_print_json(doc, &print_err) < 0 && rc == 0)
             rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
     } else {
         print_steps(&res, s.dry_run);
-        if (rc == 0 && res.count == 0)
+        if (rc == 0 && res.count == 0 && action == ACTION_FINALIZE)
+            printf("nothing to finalize: no blue-green change keeps an old table\n");
+        else if (rc == 0 && res.count == 0)
             printf("nothing to %s: schema version %" PRId64 "\n", revert ? "revert" : "apply",
                    res.from_version);
-        else if (rc == 0 && !s.dry_run)
+        else if (rc == 0 && !s.dry_run && action != ACTION_FINALIZE)
             printf("schema version %" PRId64 " -> %" PRId64 "\n", res.from_version, res.to_version);
     }
 done:
@@ -232,12 +313,17 @@ done:
 
 int sg_cli_migrate(int argc, char **argv, sg_error *err)
 {
-    return run_apply(argc, argv, false, err);
+    return run_apply(argc, argv, ACTION_MIGRATE, err);
 }
 
 int sg_cli_revert(int argc, char **argv, sg_error *err)
 {
-    return run_apply(argc, argv, true, err);
+    return run_apply(argc, argv, ACTION_REVERT, err);
+}
+
+int sg_cli_finalize(int argc, char **argv, sg_error *err)
+{
+    return run_apply(argc, argv, ACTION_FINALIZE, err);
 }
 
 /* ---- status ---- */

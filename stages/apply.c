@@ -17,19 +17,18 @@
 #include "stages/fingerprint.h"
 #include "stages/lint.h"
 
-#define DEFAULT_LOCK_TIMEOUT_MS 2000
-
 void sg_apply_options_init(sg_apply_options *opts, const char *dsn)
 {
     *opts = (sg_apply_options){
         .dsn = dsn,
         .target = SG_APPLY_LATEST,
-        .lock_timeout_ms = DEFAULT_LOCK_TIMEOUT_MS,
+        .lock_timeout_ms = 0, /* the statement's default, or the cut-over's */
         .retries = 10,
         /* a lock is usually held by a transaction that ends within seconds;
          * ten retries spread over about a minute ride out most of them */
         .backoff = {200, 10000, UINT64_MAX, UINT32_MAX},
     };
+    sg_bluegreen_options_init(&opts->bluegreen);
 }
 
 typedef sg_apply_engine engine;
@@ -89,7 +88,7 @@ static int add_step(sg_apply_result *res, const sg_migration *m, sg_step_kind ki
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     res->steps = grown;
     res->steps[res->count++] =
-        (sg_apply_step){.migration = m, .kind = kind, .resume_from = resume_from};
+        (sg_apply_step){.migration = m, .kind = kind, .resume_from = resume_from, .lock_ms = -1};
     return 0;
 }
 
@@ -176,6 +175,30 @@ static int plan_resume(engine *e, sg_apply_step *step, const sg_registry_row *ro
     return SG_E_MISMATCH;
 }
 
+/* Blue-green changes whose rollback window has ended are finalized before
+ * anything else runs: their old tables have been kept long enough. */
+static int plan_closed_windows(engine *e, sg_apply_result *res, const sg_migration_set *set,
+                               sg_error *err)
+{
+    for (size_t i = 0; i < e->bluegreen.count; i++) {
+        const sg_bluegreen_state *st = &e->bluegreen.items[i];
+        const sg_migration *m = sg_migration_set_find(set, st->version);
+        if (st->step != SG_BLUEGREEN_CUT_OVER || !st->window_closed)
+            continue;
+        if (!m) {
+            sg_log(SG_LOG_WARNING,
+                   "the rollback window of version %" PRId64 " has ended, but its file is not in "
+                   "%s: its old table stays until it is finalized",
+                   st->version, set->dir);
+            continue;
+        }
+        int rc = add_step(res, m, SG_STEP_FINALIZE, 0, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set *set,
                         const sg_registry_rows *rows, sg_error *err)
 {
@@ -209,6 +232,8 @@ static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set 
             return rc;
         }
     }
+    if ((rc = plan_closed_windows(e, res, set, err)) < 0)
+        return rc;
     if (e->opts->target != SG_APPLY_LATEST && e->opts->target > 0 &&
         !sg_migration_set_find(set, e->opts->target))
         sg_log(SG_LOG_WARNING, "no migration has version %" PRId64 "; going up to it",
@@ -232,17 +257,40 @@ static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set 
                           applied_max);
             return SG_E_TARGET;
         }
-        if (m->mode == SG_MIGRATION_BLUEGREEN) {
-            sg_error_set(err, SG_E_USAGE, "%s: mode=bluegreen is not supported by this version",
-                         m->file);
-            sg_error_hint(err, "the blue-green engine is not built yet; use a transactional file");
-            return SG_E_USAGE;
-        }
         if ((rc = add_step(res, m, SG_STEP_APPLY, 0, err)) < 0)
             return rc;
         if (row && is_partial(row) &&
             (rc = plan_resume(e, &res->steps[res->count - 1], row, m->up.script, err)) < 0)
             return rc;
+    }
+    return 0;
+}
+
+static int plan_finalize(engine *e, sg_apply_result *res, const sg_migration_set *set,
+                         const sg_registry_rows *rows, sg_error *err)
+{
+    (void)rows;
+    for (size_t i = 0; i < e->bluegreen.count; i++) {
+        const sg_bluegreen_state *st = &e->bluegreen.items[i];
+        if (st->step != SG_BLUEGREEN_CUT_OVER ||
+            (e->opts->target != SG_APPLY_LATEST && st->version != e->opts->target))
+            continue;
+        const sg_migration *m = sg_migration_set_find(set, st->version);
+        if (!m) {
+            sg_error_set(err, SG_E_NOT_FOUND,
+                         "cannot finalize version %" PRId64 ": its file is not in %s", st->version,
+                         set->dir);
+            return SG_E_NOT_FOUND;
+        }
+        int rc = add_step(res, m, SG_STEP_FINALIZE, 0, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (res->count == 0 && e->opts->target != SG_APPLY_LATEST) {
+        sg_error_set(err, SG_E_NOT_FOUND,
+                     "version %" PRId64 " has no blue-green change waiting to be finalized",
+                     e->opts->target);
+        return SG_E_NOT_FOUND;
     }
     return 0;
 }
@@ -257,6 +305,23 @@ static int plan_revert(engine *e, sg_apply_result *res, const sg_migration_set *
             row->status == SG_REGISTRY_REVERTING || row->status == SG_REGISTRY_REVERT_FAILED;
         if (row->version <= e->opts->target)
             break;
+        const sg_bluegreen_state *bg = sg_bluegreen_states_find(&e->bluegreen, row->version);
+        bool bluegreen = strcmp(row->mode, "bluegreen") == 0;
+        if (bluegreen && (row->status == SG_REGISTRY_FAILED ||
+                          row->status == SG_REGISTRY_APPLYING || reverting)) {
+            const sg_migration *m = sg_migration_set_find(set, row->version);
+            if (!bg && !reverting)
+                continue; /* nothing of it is on the database */
+            if (!m) {
+                sg_error_set(err, SG_E_NOT_FOUND,
+                             "cannot roll back version %" PRId64 " (%s): its file is not in %s",
+                             row->version, row->name, set->dir);
+                return SG_E_NOT_FOUND;
+            }
+            if ((rc = add_step(res, m, SG_STEP_REVERT, 0, err)) < 0)
+                return rc;
+            continue;
+        }
         if (row->status == SG_REGISTRY_FAILED || row->status == SG_REGISTRY_APPLYING) {
             if (!is_partial(row))
                 continue; /* nothing of it is on the database */
@@ -273,7 +338,10 @@ static int plan_revert(engine *e, sg_apply_result *res, const sg_migration_set *
                          row->version, row->name, set->dir);
             return SG_E_NOT_FOUND;
         }
-        if (!m->down.script || m->irreversible) {
+        /* in its rollback window, a blue-green change swaps back: no down
+         * section needed */
+        bool window = bluegreen && bg && sg_bluegreen_window_open(bg);
+        if (!window && (!m->down.script || m->irreversible)) {
             sg_error_set(err, SG_E_TARGET, "cannot revert %s: it is irreversible", m->file);
             sg_error_hint(err, "nothing was reverted; restore a snapshot to go back further");
             return SG_E_TARGET;
@@ -343,6 +411,19 @@ static int64_t version_after(const sg_apply_result *res, const sg_registry_rows 
     return v;
 }
 
+static const char *step_verb(sg_step_kind kind, bool done)
+{
+    switch (kind) {
+    case SG_STEP_APPLY:
+        return done ? "applied" : "applying";
+    case SG_STEP_REVERT:
+        return done ? "reverted" : "reverting";
+    case SG_STEP_FINALIZE:
+        break;
+    }
+    return done ? "finalized" : "finalizing";
+}
+
 typedef int (*plan_fn)(engine *e, sg_apply_result *res, const sg_migration_set *set,
                        const sg_registry_rows *rows, sg_error *err);
 
@@ -364,6 +445,7 @@ static int run(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
     }
     /* read under the lock: what another runner did before is all there */
     if ((rc = sg_registry_read(&rows, conn, false, err)) < 0 ||
+        (rc = sg_bluegreen_states_read(&e.bluegreen, conn, err)) < 0 ||
         (rc = plan(&e, out, set, &rows, err)) < 0)
         goto done;
     out->from_version = out->to_version = schema_version(&rows);
@@ -377,8 +459,8 @@ static int run(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
         uint64_t start = sg_monotonic_ms();
         if ((rc = sg_interrupt_check(err)) < 0)
             goto done;
-        sg_log(SG_LOG_INFO, "%s %s (%s)", step->kind == SG_STEP_APPLY ? "applying" : "reverting",
-               m->file, sg_migration_mode_name(m->mode));
+        sg_log(SG_LOG_INFO, "%s %s (%s)", step_verb(step->kind, false), m->file,
+               sg_migration_mode_name(m->mode));
         if ((rc = sg_apply_prepare_session(&e, err)) == 0)
             rc = sg_apply_run_file(&e, step, err);
         step->duration_ms = (int64_t)(sg_monotonic_ms() - start);
@@ -386,8 +468,8 @@ static int run(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
             goto done;
         step->done = true;
         out->to_version = version_after(out, &rows);
-        sg_log(SG_LOG_INFO, "%s %s in %" PRId64 " ms",
-               step->kind == SG_STEP_APPLY ? "applied" : "reverted", m->file, step->duration_ms);
+        sg_log(SG_LOG_INFO, "%s %s in %" PRId64 " ms", step_verb(step->kind, true), m->file,
+               step->duration_ms);
     }
 done:
     if (locked && PQstatus(conn) == CONNECTION_OK) {
@@ -399,6 +481,7 @@ done:
         sg_registry_unlock(conn, &ignored);
     }
     sg_exec_watch_clear(&e.watch);
+    sg_bluegreen_states_clear(&e.bluegreen);
     sg_registry_rows_clear(&rows);
     return rc;
 }
@@ -413,6 +496,12 @@ int sg_revert(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
               const sg_apply_options *opts, sg_error *err)
 {
     return run(out, conn, set, opts, plan_revert, err);
+}
+
+int sg_finalize(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
+                const sg_apply_options *opts, sg_error *err)
+{
+    return run(out, conn, set, opts, plan_finalize, err);
 }
 
 void sg_apply_result_clear(sg_apply_result *res)

@@ -19,30 +19,36 @@
 
 #include "common/error.h"
 #include "common/retry.h"
+#include "stages/bluegreen.h"
 #include "stages/migration.h"
 #include "stages/registry.h"
 
 #define SG_APPLY_LATEST INT64_MAX
 
 typedef struct sg_apply_options {
-    const char *dsn;               /* the database (the lock watch connects to it too) */
-    int64_t target;                /* apply up to this version; revert down to it */
-    uint64_t lock_timeout_ms;      /* unless the file sets one; 0 means 2 s */
-    uint64_t statement_timeout_ms; /* unless the file sets one; 0: none */
-    unsigned retries;              /* after a lock timeout */
-    sg_retry_policy backoff;       /* between those retries */
-    bool allow_changed;            /* applied files that changed are logged, not refused */
-    bool dry_run;                  /* plan only: nothing is written */
-    bool skip_lint;                /* the caller linted the set already */
+    const char *dsn;                /* the database (the lock watch connects to it too) */
+    int64_t target;                 /* apply up to this version; revert down to it */
+    uint64_t lock_timeout_ms;       /* unless the file sets one; 0 means 2 s */
+    uint64_t statement_timeout_ms;  /* unless the file sets one; 0: none */
+    unsigned retries;               /* after a lock timeout */
+    sg_retry_policy backoff;        /* between those retries */
+    bool allow_changed;             /* applied files that changed are logged, not refused */
+    bool dry_run;                   /* plan only: nothing is written */
+    bool skip_lint;                 /* the caller linted the set already */
+    sg_bluegreen_options bluegreen; /* for mode=bluegreen files */
     sg_registry_actor actor;
 } sg_apply_options;
 
-/* Defaults: latest, 2 s lock timeout, 10 retries, backoff from 200 ms
- * doubling up to 10 s. An actor without host or run id gets this host's name
- * and a new run id. */
+/* Defaults: latest, 2 s lock timeout (1 s for a blue-green cut-over), 10
+ * retries, backoff from 200 ms doubling up to 10 s, blue-green defaults. An actor without host or
+ * run id gets this host's name and a new run id. */
 void sg_apply_options_init(sg_apply_options *opts, const char *dsn);
 
-typedef enum { SG_STEP_APPLY, SG_STEP_REVERT } sg_step_kind;
+typedef enum {
+    SG_STEP_APPLY,
+    SG_STEP_REVERT,
+    SG_STEP_FINALIZE /* drop a blue-green change's old table */
+} sg_step_kind;
 
 typedef struct sg_apply_step {
     const sg_migration *migration;
@@ -52,6 +58,7 @@ typedef struct sg_apply_step {
     bool edited;       /* the file changed after its done statements: record its new checksum */
     unsigned attempts; /* of the file, or of its most retried statement */
     int64_t duration_ms;
+    double lock_ms; /* a blue-green cut-over's (or swap back's) lock; -1 for none */
     bool done;
 } sg_apply_step;
 
@@ -70,6 +77,12 @@ int sg_migrate(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
  * down sections. Every one must be reversible and unchanged, or nothing runs. */
 int sg_revert(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
               const sg_apply_options *opts, sg_error *err);
+
+/* Ends the rollback window of blue-green changes: drops the old table kept
+ * since the cut-over, of version opts->target, or of every open window
+ * when the target is SG_APPLY_LATEST. */
+int sg_finalize(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
+                const sg_apply_options *opts, sg_error *err);
 
 void sg_apply_result_clear(sg_apply_result *res);
 

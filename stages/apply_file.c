@@ -13,6 +13,7 @@
 #include "common/mem.h"
 #include "common/pg.h"
 #include "stages/apply_impl.h"
+#include "stages/bluegreen_impl.h"
 #include "stages/fingerprint.h"
 
 #define DEFAULT_LOCK_TIMEOUT_MS 2000
@@ -226,11 +227,12 @@ int sg_apply_prepare_session(sg_apply_engine *e, sg_error *err)
     return rc;
 }
 
-static int set_timeouts(sg_apply_engine *e, const sg_migration *m, bool local, sg_error *err)
+static int set_lock_timeouts(sg_apply_engine *e, const sg_migration *m, uint64_t default_lock_ms,
+                             bool local, sg_error *err)
 {
     uint64_t lock = m->lock_timeout_ms >= 0    ? (uint64_t)m->lock_timeout_ms
                     : e->opts->lock_timeout_ms ? e->opts->lock_timeout_ms
-                                               : DEFAULT_LOCK_TIMEOUT_MS;
+                                               : default_lock_ms;
     uint64_t statement = m->statement_timeout_ms >= 0 ? (uint64_t)m->statement_timeout_ms
                                                       : e->opts->statement_timeout_ms;
     char sql[160];
@@ -238,6 +240,11 @@ static int set_timeouts(sg_apply_engine *e, const sg_migration *m, bool local, s
              "SET %s lock_timeout = %" PRIu64 "; SET %s statement_timeout = %" PRIu64,
              local ? "LOCAL" : "SESSION", lock, local ? "LOCAL" : "SESSION", statement);
     return sg_pg_exec(e->conn, sql, err);
+}
+
+static int set_timeouts(sg_apply_engine *e, const sg_migration *m, bool local, sg_error *err)
+{
+    return set_lock_timeouts(e, m, DEFAULT_LOCK_TIMEOUT_MS, local, err);
 }
 
 /* The registry's own writes and the schema description are not the file's
@@ -373,7 +380,7 @@ int sg_migration_verify(PGconn *conn, const sg_migration *m, sg_error *err)
 }
 
 /* Describes the schema as the migration left it, and records it in its row. */
-static int finish_row(sg_apply_engine *e, const sg_apply_step *step, sg_error *err)
+int sg_apply_finish_row(sg_apply_engine *e, const sg_apply_step *step, sg_error *err)
 {
     sg_schema_desc *desc = NULL;
     int rc = sg_schema_describe(&desc, e->conn, err);
@@ -384,13 +391,31 @@ static int finish_row(sg_apply_engine *e, const sg_apply_step *step, sg_error *e
     return rc;
 }
 
-static void applied_event(sg_apply_engine *e, const sg_apply_step *step)
+void sg_apply_applied_event(sg_apply_engine *e, const sg_apply_step *step)
 {
     const sg_migration *m = step->migration;
     sg_apply_event(e, m, "apply",
                    json_pack("{s:s, s:s, s:i, s:i}", "checksum", m->sha256, "mode",
                              sg_migration_mode_name(m->mode), "attempts", step->attempts,
                              "resumed_after", step->resume_from));
+}
+
+int sg_apply_transaction(sg_apply_engine *e, const sg_migration *m, uint64_t default_lock_ms,
+                         sg_apply_txn_fn fn, void *ctx, sg_error *err)
+{
+    int rc = 0;
+    for (unsigned attempt = 0;; attempt++) {
+        sg_exec_watch_reset(&e->watch);
+        if ((rc = sg_interrupt_check(err)) < 0)
+            return rc;
+        if ((rc = sg_pg_exec(e->conn, "BEGIN", err)) == 0 &&
+            (rc = set_lock_timeouts(e, m, default_lock_ms, true, err)) == 0 &&
+            (rc = fn(e, ctx, err)) == 0 && (rc = commit(e, err)) == 0)
+            return 0;
+        rollback(e);
+        if (!retry_after(e, m, err, attempt))
+            return final_error(e, m, attempt + 1, rc, err);
+    }
 }
 
 /* ---- one file in one transaction ---- */
@@ -424,8 +449,8 @@ static int run_transactional(sg_apply_engine *e, sg_apply_step *step, sg_error *
             rc = sg_migration_verify(e->conn, m, err);
         if (rc == 0)
             rc = lift_statement_timeout(e, true, err);
-        if (rc == 0 && apply && (rc = finish_row(e, step, err)) == 0)
-            applied_event(e, step);
+        if (rc == 0 && apply && (rc = sg_apply_finish_row(e, step, err)) == 0)
+            sg_apply_applied_event(e, step);
         if (rc == 0 && !apply && (rc = sg_registry_delete(e->conn, m->version, err)) == 0)
             sg_apply_event(e, m, "revert", json_pack("{s:i}", "attempts", attempt + 1));
         if (rc == 0 && (rc = commit(e, err)) == 0)
@@ -597,8 +622,8 @@ static int run_statements(sg_apply_engine *e, sg_apply_step *step, sg_error *err
         (rc = sg_migration_verify(e->conn, m, err)) == SG_E_MISMATCH)
         return undo_after_verify(e, step, err);
     if (rc == 0 && (rc = lift_statement_timeout(e, false, err)) == 0) {
-        if (apply && (rc = finish_row(e, step, err)) == 0) {
-            applied_event(e, step);
+        if (apply && (rc = sg_apply_finish_row(e, step, err)) == 0) {
+            sg_apply_applied_event(e, step);
             return 0;
         }
         if (!apply && (rc = sg_registry_delete(e->conn, m->version, err)) == 0) {
@@ -620,6 +645,16 @@ static int run_statements(sg_apply_engine *e, sg_apply_step *step, sg_error *err
 
 int sg_apply_run_file(sg_apply_engine *e, sg_apply_step *step, sg_error *err)
 {
-    return step->migration->mode == SG_MIGRATION_STATEMENTS ? run_statements(e, step, err)
-                                                            : run_transactional(e, step, err);
+    if (step->kind == SG_STEP_FINALIZE)
+        return sg_bluegreen_finalize(e, step, err);
+    switch (step->migration->mode) {
+    case SG_MIGRATION_BLUEGREEN:
+        return step->kind == SG_STEP_APPLY ? sg_bluegreen_apply(e, step, err)
+                                           : sg_bluegreen_revert(e, step, err);
+    case SG_MIGRATION_STATEMENTS:
+        return run_statements(e, step, err);
+    case SG_MIGRATION_TRANSACTIONAL:
+        break;
+    }
+    return run_transactional(e, step, err);
 }

@@ -53,10 +53,14 @@ struct sg_schema_desc {
 /* clang-format off */
 
 /* User schemas: every pg_* schema is the system's (CREATE SCHEMA refuses the
- * prefix), and `shardgate` holds the registry, which changes with every
- * migration applied. */
+ * prefix), `shardgate` holds the registry, which changes with every
+ * migration applied, and shardgate_new_V / shardgate_old_V hold a blue-green
+ * change's shadow and retained tables, which come and go with its steps. */
 #define USER_SCHEMA(n) \
-    n ".nspname !~ '^pg_' AND " n ".nspname NOT IN ('information_schema', 'shardgate')"
+    n ".nspname !~ '^pg_' AND " n ".nspname NOT IN ('information_schema', 'shardgate') AND " \
+    NOT_BLUEGREEN(n)
+
+#define NOT_BLUEGREEN(n) n ".nspname !~ '^shardgate_(new|old)_[0-9]+$'"
 
 /* An object not created by an extension's script: those are described by
  * the extension's line alone, as pg_dump leaves them to CREATE EXTENSION. */
@@ -272,7 +276,9 @@ static const char indexes_sql[] =
     "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE " USER_SCHEMA("n") " AND " NOT_MEMBER("pg_class", "i.indrelid");
 
-/* Internal triggers (those of foreign keys) belong to their constraint. */
+/* Internal triggers (those of foreign keys) belong to their constraint; a
+ * blue-green change's sync triggers (their functions live in its schemas)
+ * belong to its window, not to the schema. */
 static const char triggers_sql[] =
     "SELECT 'trigger ' || t.tgrelid::pg_catalog.regclass::text || '.' || quote_ident(t.tgname),"
     "       pg_get_triggerdef(t.oid)"
@@ -281,8 +287,10 @@ static const char triggers_sql[] =
     "  FROM pg_catalog.pg_trigger t"
     "  JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
     "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    "  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid"
+    "  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace"
     " WHERE NOT t.tgisinternal"
-    "   AND " USER_SCHEMA("n") " AND " NOT_MEMBER("pg_class", "c.oid");
+    "   AND " USER_SCHEMA("n") " AND " NOT_BLUEGREEN("pn") " AND " NOT_MEMBER("pg_class", "c.oid");
 
 /* pg_get_functiondef covers arguments, result, language, volatility,
  * security, settings and body; it refuses aggregates, which are described

@@ -10,6 +10,7 @@
 
 #include "common/json.h"
 #include "common/mem.h"
+#include "stages/bluegreen_sql.h"
 
 enum {
     R_INDEX_NOT_CONCURRENT,
@@ -70,8 +71,9 @@ const sg_lint_rule sg_lint_rules[] = {
     [R_VERIFY_NOT_READ_ONLY] = {"verify-not-read-only", SG_LINT_ERROR,
                                 "verify statement that is not a plain SELECT"},
     [R_BLUEGREEN_OTHER_TABLE] = {"bluegreen-other-table", SG_LINT_ERROR,
-                                 "statement of a mode=bluegreen file that is not an ALTER TABLE "
-                                 "or CREATE INDEX on its table"},
+                                 "statement of a mode=bluegreen file that is not an ALTER TABLE, "
+                                 "CREATE INDEX or UPDATE ... SET of its table, or that a rebuild "
+                                 "cannot run"},
     [R_UNKNOWN_RULE] = {"unknown-rule", SG_LINT_WARNING,
                         "-- shardgate:allow naming a rule that does not exist"},
     [R_INDEX_UNNAMED] = {"concurrent-index-unnamed", SG_LINT_ERROR,
@@ -982,6 +984,10 @@ static void lint_data_change(lint *l, const char *what, const PgQuery__RangeVar 
     if (!rv || l->m->data_change)
         return;
     table_of(&t, rv);
+    /* an UPDATE of a blue-green file's table is not run but fills green, and
+     * the bluegreen rule refuses every other change of its rows */
+    if (l->m->mode == SG_MIGRATION_BLUEGREEN && strcmp(t.key, l->bluegreen.key) == 0)
+        return;
     if (!map_find(&l->created, t.key))
         report(l, R_DATA_CHANGE, rv->location,
                "if the change is intended, add -- shardgate:data-change to the file's header",
@@ -996,32 +1002,25 @@ static void learn_created(lint *l, const PgQuery__RangeVar *rv)
     learn(l, &l->created, t.key, NULL);
 }
 
-/* A mode=bluegreen file rebuilds one table: anything else in its up section
- * would run on the live shard outside the engine's steps. */
+/* A mode=bluegreen file rebuilds one table: anything else in it would run on
+ * the live shard outside the engine's steps, and some changes of the table
+ * itself have no place in a rebuild. The down section is a blue-green change
+ * too. The engine's builder asks the same question, so that lint and the
+ * engine agree. */
 static void lint_bluegreen(lint *l, const PgQuery__Node *tree)
 {
     static const char hint[] =
         "a blue-green file changes only its table: put other statements in their own file";
-    const PgQuery__RangeVar *rv = NULL;
-    if (tree->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_STMT &&
-        tree->alter_table_stmt->objtype == PG_QUERY__OBJECT_TYPE__OBJECT_TABLE)
-        rv = tree->alter_table_stmt->relation;
-    else if (tree->node_case == PG_QUERY__NODE__NODE_INDEX_STMT)
-        rv = tree->index_stmt->relation;
-    if (!rv) {
-        report(l, R_BLUEGREEN_OTHER_TABLE, -1, hint,
-               "a mode=bluegreen file for %s may only hold ALTER TABLE and CREATE INDEX on that "
-               "table",
-               l->m->bluegreen_table);
+    const char *file_table = l->m->bluegreen_table;
+    const char *dot = strchr(file_table, '.');
+    char schema[80], message[512];
+    int location;
+    snprintf(schema, sizeof(schema), "%.*s", (int)(dot - file_table), file_table);
+    const char *why = sg_bluegreen_refusal(tree, schema, dot + 1, &location);
+    if (!why)
         return;
-    }
-    table t;
-    table_of(&t, rv);
-    if (strcmp(t.key, l->bluegreen.key) != 0)
-        report(l, R_BLUEGREEN_OTHER_TABLE, rv->location, hint,
-               "%s changes table %s, but this mode=bluegreen file is for %s",
-               tree->node_case == PG_QUERY__NODE__NODE_INDEX_STMT ? "CREATE INDEX" : "ALTER TABLE",
-               t.name, l->m->bluegreen_table);
+    sg_bluegreen_refusal_message(message, sizeof(message), why, file_table);
+    report(l, R_BLUEGREEN_OTHER_TABLE, location, hint, "%s", message);
 }
 
 static void lint_stmt(lint *l)
@@ -1031,7 +1030,7 @@ static void lint_stmt(lint *l)
                                     "file's lock_timeout";
     static const char truncate_hint[] = "if the rows are meant to go, silence this with "
                                         "-- shardgate:allow truncate on the statement";
-    if (l->m->mode == SG_MIGRATION_BLUEGREEN && l->section == SECTION_UP)
+    if (l->m->mode == SG_MIGRATION_BLUEGREEN && l->m->bluegreen_table)
         lint_bluegreen(l, tree);
     switch (tree->node_case) {
     case PG_QUERY__NODE__NODE_INDEX_STMT:

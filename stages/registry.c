@@ -67,6 +67,36 @@ static const char create_sql[] =
     "  detail jsonb);"
     "INSERT INTO shardgate.meta VALUES ('format', '1') ON CONFLICT (key) DO NOTHING";
 
+/* The blue-green engine's state, one row per change (stages/bluegreen.h),
+ * and what its sync triggers could not copy. Added to format 1 without a
+ * new format: an older runner never reads them. The triggers run as the
+ * table's writers, through SECURITY DEFINER functions, so only the runner's
+ * role writes here. */
+static const char bluegreen_sql[] =
+    "CREATE TABLE IF NOT EXISTS shardgate.bluegreen ("
+    "  version bigint PRIMARY KEY,"
+    "  direction text NOT NULL CHECK (direction IN ('up', 'down')),"
+    "  table_schema text NOT NULL,"
+    "  table_name text NOT NULL,"
+    "  step text NOT NULL CHECK (step IN ('prepared', 'synced', 'backfilled', 'indexed',"
+    "    'verified', 'cut-over', 'swapped-back', 'finalized')),"
+    "  index_definitions text[],"
+    "  last_key text[],"
+    "  rows_copied bigint NOT NULL DEFAULT 0,"
+    "  lock_ms double precision,"
+    "  started_at timestamptz NOT NULL DEFAULT now(),"
+    "  cutover_at timestamptz,"
+    "  keep_until timestamptz,"
+    "  finalized_at timestamptz,"
+    "  updated_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE IF NOT EXISTS shardgate.bluegreen_errors ("
+    "  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  version bigint NOT NULL,"
+    "  direction text NOT NULL CHECK (direction IN ('forward', 'back')),"
+    "  at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+    "  sqlstate text,"
+    "  error text NOT NULL)";
+
 int sg_registry_lock(PGconn *conn, sg_error *err)
 {
     PGresult *res = NULL;
@@ -143,14 +173,20 @@ int sg_registry_ensure(PGconn *conn, sg_error *err)
         return rc;
     bool exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
-    if (exists)
-        return check_format(conn, err);
-    rc = sg_pg_exec(conn, create_sql, err);
-    if (rc < 0) {
+    if (!exists && (rc = sg_pg_exec(conn, create_sql, err)) < 0) {
         sg_error_prefix(err, "cannot create the registry (schema shardgate)");
         return rc;
     }
-    return check_format(conn, err);
+    if ((rc = check_format(conn, err)) < 0 ||
+        (rc = sg_pg_query(&res, conn,
+                          "SELECT pg_catalog.to_regclass('shardgate.bluegreen_errors') IS NOT NULL",
+                          err)) < 0)
+        return rc;
+    exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!exists && (rc = sg_pg_exec(conn, bluegreen_sql, err)) < 0)
+        sg_error_prefix(err, "cannot add the blue-green tables to the registry");
+    return rc;
 }
 
 static char *dup_value(const PGresult *res, int row, int col, bool *failed)

@@ -312,9 +312,10 @@ START_TEST(test_table_rewrite)
     assert_contains(nth(&bad, "table-rewrite", 6)->message, "identity column seq");
     assert_contains(nth(&bad, "table-rewrite", 0)->hint,
                     "-- shardgate:mode=bluegreen table=public.orders");
-    /* rebuilding the table is what a blue-green file does */
+    /* rebuilding the table is what a blue-green file does (what has no place
+     * in a rebuild is the bluegreen rule's) */
     LINT(&bluegreen, "-- shardgate:mode=bluegreen table=public.orders\n" UP(REWRITE_SQL));
-    assert_clean(&bluegreen);
+    ck_assert_uint_eq(count(&bluegreen, "table-rewrite"), 0);
     LINT(&created, UP("CREATE TABLE refunds (id int, total int);\n"
                       "ALTER TABLE refunds ALTER COLUMN total TYPE bigint;\n"));
     assert_clean(&created);
@@ -569,36 +570,72 @@ START_TEST(test_verify_not_read_only)
 }
 END_TEST
 
+/* A blue-green file for public.orders whose up section starts at line 3,
+ * with a down section that undoes it the blue-green way. */
+#define BLUEGREEN_UP(sql)                                                                          \
+    "-- shardgate:mode=bluegreen table=public.orders\n"                                            \
+    "-- shardgate:up\n" sql "-- shardgate:down\nALTER TABLE orders DROP COLUMN note;\n"
+
+#define ONLY_TAIL                                                                                  \
+    ": a mode=bluegreen file for public.orders may hold only ALTER TABLE, CREATE INDEX and "       \
+    "UPDATE ... SET of that table"
+
 START_TEST(test_bluegreen_other_table)
 {
-    linted bad, safe, schema;
-    LINT(&bad, "-- shardgate:mode=bluegreen table=public.orders\n" UP(
-                   "ALTER TABLE orders ADD COLUMN note text;\n"
-                   "ALTER TABLE refunds ADD COLUMN note text;\n"
-                   "CREATE INDEX refunds_note ON app.orders (note);\n"
-                   "UPDATE orders SET note = '';\n"));
-    ck_assert_uint_eq(count(&bad, "bluegreen-other-table"), 3);
-    assert_contains(nth(&bad, "bluegreen-other-table", 0)->message,
-                    "ALTER TABLE changes table refunds, but this mode=bluegreen file is for "
-                    "public.orders");
+    linted bad, safe, schema, down;
+    LINT(&bad, BLUEGREEN_UP("ALTER TABLE orders ADD COLUMN note text;\n"
+                            "ALTER TABLE refunds ADD COLUMN note text;\n"
+                            "CREATE INDEX refunds_note ON app.orders (note);\n"
+                            "UPDATE orders SET note = '' WHERE id > 5;\n"
+                            "ALTER TABLE orders SET TABLESPACE fast;\n"
+                            "DROP TABLE refunds;\n"));
+    ck_assert_uint_eq(count(&bad, "bluegreen-other-table"), 5);
+    ck_assert_str_eq(nth(&bad, "bluegreen-other-table", 0)->message,
+                     "ALTER TABLE of another table" ONLY_TAIL);
     assert_at(nth(&bad, "bluegreen-other-table", 0), 4, 13);
-    assert_contains(nth(&bad, "bluegreen-other-table", 1)->message,
-                    "CREATE INDEX changes table app.orders");
-    assert_contains(nth(&bad, "bluegreen-other-table", 2)->message,
-                    "may only hold ALTER TABLE and CREATE INDEX");
-    LINT(&safe, "-- shardgate:mode=bluegreen table=public.orders\n" UP(
+    ck_assert_str_eq(nth(&bad, "bluegreen-other-table", 1)->message,
+                     "CREATE INDEX on another table" ONLY_TAIL);
+    assert_at(nth(&bad, "bluegreen-other-table", 1), 5, 30);
+    ck_assert_str_eq(nth(&bad, "bluegreen-other-table", 2)->message,
+                     "UPDATE ... WHERE: an UPDATE of a blue-green file fills the column in every "
+                     "row");
+    assert_at(nth(&bad, "bluegreen-other-table", 2), 6, 35);
+    ck_assert_str_eq(nth(&bad, "bluegreen-other-table", 3)->message,
+                     "ALTER TABLE ... SET TABLESPACE has no place in a blue-green rebuild: put it "
+                     "in a file of its own");
+    assert_at(nth(&bad, "bluegreen-other-table", 3), 7, 1);
+    ck_assert_str_eq(nth(&bad, "bluegreen-other-table", 4)->message, "DROP TABLE" ONLY_TAIL);
+    assert_at(nth(&bad, "bluegreen-other-table", 4), 8, 1);
+    assert_contains(nth(&bad, "bluegreen-other-table", 4)->hint,
+                    "put other statements in their own file");
+    /* renames run on green, and an UPDATE ... SET is not run but fills green:
+     * no data change either */
+    LINT(&safe, "-- shardgate:destructive\n" BLUEGREEN_UP(
                     "ALTER TABLE orders ALTER COLUMN total TYPE numeric(12, 2);\n"
                     "ALTER TABLE public.orders ADD COLUMN note text DEFAULT gen_random_uuid();\n"
-                    "CREATE INDEX orders_note ON orders (note);\n"));
+                    "CREATE INDEX orders_note ON orders (note);\n"
+                    "ALTER TABLE orders RENAME COLUMN code TO ref;\n"
+                    "ALTER TABLE orders RENAME CONSTRAINT orders_code_key TO orders_ref_key;\n"
+                    "UPDATE orders SET note = upper(code), total = total * 100;\n"));
     assert_clean(&safe);
     /* an unqualified name is in public, not in the file's schema */
-    LINT(&schema, "-- shardgate:mode=bluegreen table=app.orders\n" UP(
-                      "ALTER TABLE orders ADD COLUMN note text;\n"
-                      "ALTER TABLE app.orders ADD COLUMN note2 text;\n"));
+    LINT(&schema, "-- shardgate:mode=bluegreen table=app.orders\n"
+                  "-- shardgate:up\n"
+                  "ALTER TABLE orders ADD COLUMN note text;\n"
+                  "ALTER TABLE app.orders ADD COLUMN note2 text;\n"
+                  "-- shardgate:down\n"
+                  "ALTER TABLE app.orders DROP COLUMN note2;\n");
     assert_only(&schema, "bluegreen-other-table", 1);
+    assert_at(nth(&schema, "bluegreen-other-table", 0), 3, 13);
+    /* a blue-green down section is a blue-green change too */
+    LINT(&down, BLUEGREEN_UP("ALTER TABLE orders ADD COLUMN note text;\n") "DELETE FROM orders;\n");
+    assert_only(&down, "bluegreen-other-table", 1);
+    ck_assert_str_eq(nth(&down, "bluegreen-other-table", 0)->message, "DELETE" ONLY_TAIL);
+    assert_at(nth(&down, "bluegreen-other-table", 0), 6, 1);
     linted_free(&bad);
     linted_free(&safe);
     linted_free(&schema);
+    linted_free(&down);
 }
 END_TEST
 

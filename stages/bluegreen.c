@@ -1,0 +1,600 @@
+/* The blue-green engine's steps, in order, each recorded in
+ * shardgate.bluegreen when done: a run picks up at the first step not
+ * recorded. See bluegreen.h for the whole sequence. */
+#include "stages/bluegreen_impl.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/interrupt.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/pg.h"
+
+/* ---- the change ---- */
+
+static void bg_clear(sg_bg *b)
+{
+    sg_bluegreen_script_free(b->script);
+    free(b->schema);
+    free(b->table);
+    free(b->live);
+    free(b->shadow);
+    free(b->kept);
+    sg_bluegreen_state_clear(&b->state);
+    sg_bg_rel_clear(&b->blue);
+    sg_bg_rel_clear(&b->green);
+    sg_bg_map_clear(&b->forward);
+    sg_bg_map_clear(&b->back);
+    memset(b, 0, sizeof(*b));
+}
+
+static char *qualify(const char *schema, const char *table)
+{
+    char *qs = sg_bg_quote(schema), *qt = sg_bg_quote(table);
+    char *q = qs && qt ? sg_asprintf("%s.%s", qs, qt) : NULL;
+    free(qs);
+    free(qt);
+    return q;
+}
+
+static int bg_init(sg_bg *b, sg_apply_engine *e, sg_apply_step *step, sg_error *err)
+{
+    const sg_migration *m = step->migration;
+    memset(b, 0, sizeof(*b));
+    b->e = e;
+    b->step = step;
+    b->m = m;
+    b->state.lock_ms = -1;
+    step->lock_ms = -1;
+    const char *dot = m->bluegreen_table ? strchr(m->bluegreen_table, '.') : NULL;
+    if (!dot)
+        return sg_error_set(err, SG_E_FORMAT, "%s: mode=bluegreen needs table=SCHEMA.TABLE",
+                            m->file);
+    b->schema = sg_strndup(m->bluegreen_table, (size_t)(dot - m->bluegreen_table));
+    b->table = sg_strdup(dot + 1);
+    snprintf(b->new_schema, sizeof(b->new_schema), "shardgate_new_%" PRId64, m->version);
+    snprintf(b->old_schema, sizeof(b->old_schema), "shardgate_old_%" PRId64, m->version);
+    if (!b->schema || !b->table || !(b->live = qualify(b->schema, b->table)) ||
+        !(b->shadow = qualify(b->new_schema, b->table)) ||
+        !(b->kept = qualify(b->old_schema, b->table)))
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    return sg_bg_state_load(b, err);
+}
+
+/* The script of the section this change runs: up, or down for a revert
+ * after finalize. */
+static int bg_script(sg_bg *b, sg_error *err)
+{
+    const sg_migration_section *section = b->down ? &b->m->down : &b->m->up;
+    sg_bluegreen_script_free(b->script);
+    b->script = NULL;
+    return sg_bluegreen_script_build(&b->script, b->m, section, b->new_schema, err);
+}
+
+/* Reads both tables where the step says they are, and how they map. */
+static int bg_load(sg_bg *b, sg_error *err)
+{
+    bool swapped = b->state.step >= SG_BLUEGREEN_CUT_OVER;
+    int rc;
+    if ((rc = sg_bg_rel_load(&b->blue, b->e->conn, swapped ? b->old_schema : b->schema, b->table,
+                             err)) < 0 ||
+        (rc = sg_bg_rel_load(&b->green, b->e->conn, swapped ? b->schema : b->new_schema, b->table,
+                             err)) < 0)
+        return rc;
+    return sg_bg_maps_build(b, err);
+}
+
+static int run(sg_bg *b, const char *sql, sg_error *err)
+{
+    return sg_exec_run(NULL, b->e->conn, sql, &b->e->watch, err);
+}
+
+static int run_taken(sg_bg *b, char *sql, sg_error *err)
+{
+    int rc = sql ? run(b, sql, err) : err->code;
+    free(sql);
+    return rc;
+}
+
+/* ---- prepare ---- */
+
+/* Blue's constraints that need an index (primary key, unique, exclusion)
+ * and its foreign keys, re-created on green, which LIKE does not copy. On
+ * an empty table they cost nothing, and the file's statements can then
+ * drop or change them by name. */
+static int copy_constraints(sg_bg *b, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {b->live};
+    int rc = sg_pg_query_params(&res, b->e->conn,
+                                "SELECT pg_catalog.quote_ident(c.conname),"
+                                "       pg_catalog.pg_get_constraintdef(c.oid)"
+                                "  FROM pg_catalog.pg_constraint c"
+                                " WHERE c.conrelid = $1::pg_catalog.regclass"
+                                "   AND c.contype IN ('p', 'u', 'x', 'f')"
+                                " ORDER BY c.contype = 'f', c.conname",
+                                1, params, err);
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        char *sql = sg_asprintf("ALTER TABLE ONLY %s ADD CONSTRAINT %s %s", b->live,
+                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+        char *rewritten = NULL;
+        if (!sql)
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        /* a foreign key to the table itself follows it to green */
+        else if ((rc = sg_sql_rewrite_table(&rewritten, sql, b->schema, b->table, b->new_schema,
+                                            false, err)) == 0)
+            rc = run(b, rewritten, err);
+        free(sql);
+        free(rewritten);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Blue's indexes that are not constraints', on green before the file's
+ * statements run, so that PostgreSQL adjusts them to what the statements do
+ * (a dropped column drops its index, a renamed one is followed, a new type
+ * is taken). Afterwards their definitions are kept and all but the key
+ * index are dropped again, to be built concurrently once the rows are in:
+ * an index maintained during the copy would slow it down. The key index
+ * stays: the sync triggers' upserts need it from the start. */
+static int copy_indexes(sg_bg *b, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {b->live};
+    int rc = sg_pg_query_params(&res, b->e->conn,
+                                "SELECT pg_catalog.pg_get_indexdef(i.indexrelid)"
+                                "  FROM pg_catalog.pg_index i"
+                                " WHERE i.indrelid = $1::pg_catalog.regclass"
+                                "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k"
+                                "                    WHERE k.conindid = i.indexrelid)",
+                                1, params, err);
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        char *sql = NULL;
+        if ((rc = sg_sql_rewrite_table(&sql, PQgetvalue(res, i, 0), b->schema, b->table,
+                                       b->new_schema, false, err)) == 0)
+            rc = run(b, sql, err);
+        free(sql);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Keeps the definitions of green's deferred indexes in the change's row
+ * and drops the indexes (green is empty, and nothing writes to it yet). */
+static int defer_indexes(sg_bg *b, sg_error *err)
+{
+    PGresult *res = NULL;
+    char version[24];
+    snprintf(version, sizeof(version), "%" PRId64, b->m->version);
+    const char *params[] = {b->shadow, b->green.key_constraint ? b->green.key_constraint : "",
+                            version};
+    int rc = sg_pg_query_params(
+        &res, b->e->conn,
+        "WITH d AS (SELECT c.relname, pg_catalog.pg_get_indexdef(i.indexrelid) AS def"
+        "             FROM pg_catalog.pg_index i"
+        "             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+        "            WHERE i.indrelid = $1::pg_catalog.regclass AND c.relname <> $2"
+        "              AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k"
+        "                               WHERE k.conindid = i.indexrelid)),"
+        " kept AS (UPDATE shardgate.bluegreen"
+        "             SET index_definitions = (SELECT coalesce(array_agg(def ORDER BY relname),"
+        "                                                       '{}') FROM d)"
+        "           WHERE version = $3::bigint)"
+        " SELECT relname FROM d",
+        3, params, err);
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        char *q = qualify(b->new_schema, PQgetvalue(res, i, 0));
+        char *sql = q ? sg_asprintf("DROP INDEX %s", q) : NULL;
+        rc = sql ? run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+        free(sql);
+        free(q);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Owner, privileges, storage options and replica identity: what the
+ * application and replication see of the table, which LIKE leaves out. */
+static int copy_table_settings(sg_bg *b, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {b->live, b->shadow};
+    int rc = sg_pg_query_params(
+        &res, b->e->conn,
+        "SELECT format('ALTER TABLE %s OWNER TO %I', $2::text, "
+        "pg_catalog.pg_get_userbyid(c.relowner))"
+        "  FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass"
+        " UNION ALL SELECT format('GRANT %s ON %s TO %s%s', a.privilege_type, $2,"
+        "   CASE a.grantee WHEN 0 THEN 'PUBLIC'"
+        "   ELSE quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,"
+        "   CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)"
+        "  FROM pg_catalog.pg_class c, aclexplode(c.relacl) a"
+        " WHERE c.oid = $1::pg_catalog.regclass AND a.grantee <> c.relowner"
+        " UNION ALL SELECT format('ALTER TABLE %s SET (%s)', $2,"
+        "   array_to_string(c.reloptions, ', '))"
+        "  FROM pg_catalog.pg_class c"
+        " WHERE c.oid = $1::pg_catalog.regclass AND c.reloptions IS NOT NULL"
+        " UNION ALL SELECT format('ALTER TABLE %s REPLICA IDENTITY %s', $2,"
+        "   CASE c.relreplident WHEN 'f' THEN 'FULL' ELSE 'NOTHING' END)"
+        "  FROM pg_catalog.pg_class c"
+        " WHERE c.oid = $1::pg_catalog.regclass AND c.relreplident IN ('f', 'n')",
+        2, params, err);
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++)
+        rc = run(b, PQgetvalue(res, i, 0), err);
+    PQclear(res);
+    return rc;
+}
+
+static int prepare_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
+{
+    sg_bg *b = ctx;
+    PGresult *res = NULL;
+    const char *params[] = {b->live};
+    char *qnew = sg_bg_quote(b->new_schema);
+    int rc;
+    (void)e;
+    if (!qnew)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    if ((rc = sg_pg_query_params(&res, b->e->conn,
+                                 "SELECT c.relpersistence = 'u' FROM pg_catalog.pg_class c"
+                                 " WHERE c.oid = $1::pg_catalog.regclass",
+                                 1, params, err)) < 0)
+        goto done;
+    bool unlogged = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    /* LIKE takes columns, defaults, NOT NULL and CHECK constraints,
+     * identity, generated columns, storage, compression and comments;
+     * indexes come later, built concurrently once the rows are in */
+    char *sql = sg_asprintf("CREATE SCHEMA %s; CREATE %sTABLE %s (LIKE %s INCLUDING ALL"
+                            " EXCLUDING INDEXES EXCLUDING STATISTICS)",
+                            qnew, unlogged ? "UNLOGGED " : "", b->shadow, b->live);
+    rc = sql ? run_taken(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+    if (rc < 0 || (rc = copy_constraints(b, err)) < 0 || (rc = copy_indexes(b, err)) < 0 ||
+        (rc = copy_table_settings(b, err)) < 0)
+        goto done;
+    for (size_t i = 0; i < b->script->nbefore; i++) {
+        if ((rc = run(b, b->script->before[i], err)) < 0) {
+            sg_error_prefix(err, "%s: on the new table", b->m->file);
+            goto done;
+        }
+    }
+    /* the maps are checked here, so that a change whose key cannot be
+     * followed leaves nothing behind */
+    b->state.step = SG_BLUEGREEN_PREPARED;
+    if ((rc = bg_load(b, err)) == 0 && (rc = sg_bg_state_set(b, SG_BLUEGREEN_PREPARED, err)) == 0)
+        rc = defer_indexes(b, err);
+    if (rc < 0)
+        b->state.step = SG_BLUEGREEN_NONE;
+done:
+    PQclear(res);
+    free(qnew);
+    return rc;
+}
+
+static int prepare(sg_bg *b, sg_error *err)
+{
+    int rc;
+    if ((rc = sg_bg_rel_load(&b->blue, b->e->conn, b->schema, b->table, err)) < 0 ||
+        (rc = sg_bg_check_table(b, err)) < 0)
+        return rc;
+    sg_log(SG_LOG_INFO, "%s: building the new %s in %s", b->m->file, b->m->bluegreen_table,
+           b->new_schema);
+    if ((rc = sg_apply_transaction(b->e, b->m, 0, prepare_in_transaction, b, err)) < 0)
+        return rc;
+    sg_apply_event(b->e, b->m, "bluegreen-prepared",
+                   json_pack("{s:s, s:i}", "table", b->m->bluegreen_table, "columns_copied",
+                             (int)b->forward.count));
+    sg_bg_fault("prepared");
+    return 0;
+}
+
+/* ---- sync ---- */
+
+static int sync_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
+{
+    sg_bg *b = ctx;
+    (void)e;
+    int rc = run_taken(
+        b, sg_bg_triggers_sql(b, &b->forward, b->live, b->shadow, b->new_schema, "forward", err),
+        err);
+    return rc < 0 ? rc : sg_bg_state_set(b, SG_BLUEGREEN_SYNCED, err);
+}
+
+/* ---- indexes ---- */
+
+typedef struct index_build {
+    char *name; /* unquoted, in the new schema */
+    char *sql;  /* CREATE INDEX CONCURRENTLY on green */
+} index_build;
+
+static void builds_clear(index_build *builds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(builds[i].name);
+        free(builds[i].sql);
+    }
+    free(builds);
+}
+
+/* The index a CREATE INDEX statement names (NULL with err filled). */
+static char *index_name(const char *sql, sg_error *err)
+{
+    sg_sql_script *script = NULL;
+    char *name = NULL;
+    if (sg_sql_script_parse(&script, sql, strlen(sql), 1, err) < 0)
+        return NULL;
+    const PgQuery__Node *tree =
+        sg_sql_script_count(script) == 1 ? sg_sql_script_stmt(script, 0)->tree : NULL;
+    if (!tree || tree->node_case != PG_QUERY__NODE__NODE_INDEX_STMT || !tree->index_stmt->idxname)
+        sg_error_set(err, SG_E_INTERNAL, "not a named CREATE INDEX: %.200s", sql);
+    else if (!(name = sg_strdup(tree->index_stmt->idxname)))
+        sg_error_set(err, SG_E_NOMEM, "out of memory");
+    sg_sql_script_free(script);
+    return name;
+}
+
+/* Blue's indexes as the file's statements left them, then the file's. */
+static int index_builds(index_build **out, size_t *count, sg_bg *b, sg_error *err)
+{
+    PGresult *res = NULL;
+    index_build *builds = NULL;
+    size_t n = 0;
+    char version[24];
+    snprintf(version, sizeof(version), "%" PRId64, b->m->version);
+    const char *params[] = {version};
+    int rc = sg_pg_query_params(&res, b->e->conn,
+                                "SELECT unnest(index_definitions) FROM shardgate.bluegreen"
+                                " WHERE version = $1",
+                                1, params, err);
+    size_t total = (rc == 0 ? (size_t)PQntuples(res) : 0) + b->script->nafter;
+    if (rc == 0 && total && !(builds = sg_calloc(total, sizeof(*builds))))
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        index_build *ib = &builds[n++];
+        if ((rc = sg_sql_rewrite_table(&ib->sql, PQgetvalue(res, i, 0), b->new_schema, b->table,
+                                       b->new_schema, true, err)) == 0 &&
+            !(ib->name = index_name(ib->sql, err)))
+            rc = err->code;
+    }
+    for (size_t i = 0; rc == 0 && i < b->script->nafter; i++) {
+        index_build *ib = &builds[n++];
+        if (!(ib->sql = sg_strdup(b->script->after[i])))
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        else if (!(ib->name = index_name(ib->sql, err)))
+            rc = err->code;
+    }
+    PQclear(res);
+    if (rc < 0) {
+        builds_clear(builds, n);
+        return rc;
+    }
+    *out = builds;
+    *count = n;
+    return 0;
+}
+
+/* Whether green has the index already, valid, after a run that stopped
+ * during the builds; an invalid one (a build that failed or was killed) is
+ * dropped, to be built again. */
+static int index_done(bool *done, sg_bg *b, const index_build *ib, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {b->new_schema, ib->name};
+    int rc = sg_pg_query_params(&res, b->e->conn,
+                                "SELECT i.indisvalid FROM pg_catalog.pg_index i"
+                                "  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+                                "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                                " WHERE n.nspname = $1 AND c.relname = $2",
+                                2, params, err);
+    *done = false;
+    if (rc == 0 && PQntuples(res) == 1) {
+        *done = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        if (!*done) {
+            char *q = qualify(b->new_schema, ib->name);
+            char *sql = q ? sg_asprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", q) : NULL;
+            rc = sql ? run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+            free(sql);
+            free(q);
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int build_indexes(sg_bg *b, sg_error *err)
+{
+    index_build *builds = NULL;
+    size_t n = 0;
+    int rc;
+    /* a concurrent build waits for older transactions to end; green is
+     * not the application's, so that wait blocks no one and may be long */
+    if ((rc = index_builds(&builds, &n, b, err)) < 0 ||
+        (rc = sg_pg_exec(b->e->conn, "SET lock_timeout = 0", err)) < 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        bool done = false;
+        if ((rc = sg_interrupt_check(err)) < 0 || (rc = index_done(&done, b, &builds[i], err)) < 0)
+            goto done;
+        if (done)
+            continue;
+        sg_log(SG_LOG_INFO, "%s: building index %s on the new table", b->m->file, builds[i].name);
+        if ((rc = run(b, builds[i].sql, err)) < 0)
+            goto done;
+    }
+    rc = sg_bg_state_set(b, SG_BLUEGREEN_INDEXED, err);
+done:
+    builds_clear(builds, n);
+    return rc;
+}
+
+/* ---- apply ---- */
+
+/* Runs the steps from where the state says, up to and including the
+ * cut-over. */
+static int forward(sg_bg *b, sg_error *err)
+{
+    int rc;
+    if (b->state.step == SG_BLUEGREEN_NONE && (rc = prepare(b, err)) < 0)
+        return rc;
+    if (b->state.step != SG_BLUEGREEN_NONE && !b->forward.items && (rc = bg_load(b, err)) < 0)
+        return rc;
+    if (b->state.step == SG_BLUEGREEN_PREPARED) {
+        if ((rc = sg_apply_transaction(b->e, b->m, 0, sync_in_transaction, b, err)) < 0)
+            return rc;
+        sg_bg_fault("synced");
+    }
+    if (b->state.step == SG_BLUEGREEN_SYNCED) {
+        if ((rc = sg_bg_backfill(b, err)) < 0 ||
+            (rc = sg_bg_state_set(b, SG_BLUEGREEN_BACKFILLED, err)) < 0)
+            return rc;
+        sg_bg_fault("backfilled");
+    }
+    if (b->state.step == SG_BLUEGREEN_BACKFILLED) {
+        if ((rc = build_indexes(b, err)) < 0)
+            return rc;
+        sg_bg_fault("indexed");
+    }
+    if (b->state.step == SG_BLUEGREEN_INDEXED) {
+        if ((rc = sg_bg_compare(b, false, err)) < 0 ||
+            (rc = sg_bg_state_set(b, SG_BLUEGREEN_VERIFIED, err)) < 0)
+            return rc;
+        sg_bg_fault("verified");
+    }
+    if (b->state.step == SG_BLUEGREEN_VERIFIED) {
+        if ((rc = sg_bg_cut_over(b, err)) < 0)
+            return rc;
+        sg_bg_fault("cut-over");
+    }
+    return 0;
+}
+
+int sg_bluegreen_apply(sg_apply_engine *e, sg_apply_step *step, sg_error *err)
+{
+    const sg_migration *m = step->migration;
+    sg_bg b;
+    int rc;
+    step->attempts = 1;
+    if ((rc = bg_init(&b, e, step, err)) < 0 || (rc = bg_script(&b, err)) < 0)
+        goto done;
+    if (b.state.step >= SG_BLUEGREEN_SWAPPED_BACK) {
+        rc = sg_error_set(err, SG_E_TARGET, "%s: its blue-green change is %s", m->file,
+                          sg_bluegreen_step_name(b.state.step));
+        sg_error_hint(err, "finish the revert with shardgate revert --to %" PRId64, m->version - 1);
+        goto done;
+    }
+    if (b.state.step == SG_BLUEGREEN_NONE)
+        rc = sg_registry_begin(e->conn, &e->actor, m, SG_REGISTRY_APPLYING, err);
+    else
+        rc = sg_registry_mark(e->conn, m->version, SG_REGISTRY_APPLYING, NULL, err);
+    if (rc < 0)
+        goto done;
+    if (b.state.step != SG_BLUEGREEN_NONE)
+        sg_log(SG_LOG_INFO, "%s: resuming the blue-green change after step %s", m->file,
+               sg_bluegreen_step_name(b.state.step));
+    if ((rc = forward(&b, err)) < 0 || (rc = sg_bg_validate_foreign_keys(&b, err)) < 0 ||
+        (rc = sg_pg_exec(e->conn, "RESET lock_timeout", err)) < 0)
+        goto done;
+    /* the verify section runs on the new table; a failure swaps back */
+    if ((rc = sg_migration_verify(e->conn, m, err)) == SG_E_MISMATCH) {
+        sg_error failure = *err;
+        sg_apply_event(e, m, "verify-fail", sg_apply_error_detail(&failure));
+        sg_log(SG_LOG_WARNING, "%s: verify failed; swapping the old table back", m->file);
+        if ((rc = sg_bg_swap_back(&b, err)) == 0) {
+            *err = failure;
+            sg_error_hint(err, "the old table was swapped back: nothing was lost");
+            rc = failure.code;
+        }
+        goto done;
+    }
+    if (rc == 0 && (rc = sg_apply_finish_row(e, step, err)) == 0)
+        sg_apply_applied_event(e, step);
+done:
+    if (rc < 0 && rc != SG_E_INTERRUPTED && PQstatus(e->conn) == CONNECTION_OK &&
+        b.state.step != SG_BLUEGREEN_CUT_OVER) {
+        sg_error ignored = {0};
+        sg_registry_mark(e->conn, m->version, SG_REGISTRY_FAILED, NULL, &ignored);
+        sg_apply_event(e, m, "fail", sg_apply_error_detail(err));
+    }
+    bg_clear(&b);
+    return rc;
+}
+
+/* ---- revert and finalize ---- */
+
+/* A revert after finalize: the down section, as a blue-green change of its
+ * own, finalized at once (its own old table is the shape being left). */
+static int revert_by_change(sg_bg *b, sg_error *err)
+{
+    int rc;
+    b->down = true;
+    b->state.step = SG_BLUEGREEN_NONE;
+    sg_bg_rel_clear(&b->blue);
+    sg_bg_rel_clear(&b->green);
+    sg_bg_map_clear(&b->forward);
+    sg_bg_map_clear(&b->back);
+    if ((rc = bg_script(b, err)) < 0 || (rc = forward(b, err)) < 0)
+        return rc;
+    return sg_bg_finalize(b, err);
+}
+
+int sg_bluegreen_revert(sg_apply_engine *e, sg_apply_step *step, sg_error *err)
+{
+    const sg_migration *m = step->migration;
+    sg_bg b;
+    int rc;
+    step->attempts = 1;
+    if ((rc = bg_init(&b, e, step, err)) < 0 || (rc = bg_script(&b, err)) < 0 ||
+        (rc = sg_registry_mark(e->conn, m->version, SG_REGISTRY_REVERTING, NULL, err)) < 0)
+        goto done;
+    switch (b.state.step) {
+    case SG_BLUEGREEN_NONE:
+        break; /* nothing of it is on the database */
+    case SG_BLUEGREEN_PREPARED:
+    case SG_BLUEGREEN_SYNCED:
+    case SG_BLUEGREEN_BACKFILLED:
+    case SG_BLUEGREEN_INDEXED:
+    case SG_BLUEGREEN_VERIFIED:
+        sg_log(SG_LOG_INFO, "%s: abandoning the blue-green change (step %s)", m->file,
+               sg_bluegreen_step_name(b.state.step));
+        rc = sg_bg_abandon(&b, err);
+        break;
+    case SG_BLUEGREEN_CUT_OVER:
+        if ((rc = bg_load(&b, err)) == 0)
+            rc = sg_bg_swap_back(&b, err);
+        break;
+    case SG_BLUEGREEN_SWAPPED_BACK:
+        rc = sg_bg_abandon(&b, err);
+        break;
+    case SG_BLUEGREEN_FINALIZED:
+        if (b.state.down)
+            rc = sg_bg_finalize(&b, err); /* a revert by change that stopped at its end */
+        else
+            rc = revert_by_change(&b, err);
+        if (rc == 0)
+            rc = sg_bg_state_delete(&b, err);
+        break;
+    }
+    if (rc == 0 && (rc = sg_registry_delete(e->conn, m->version, err)) == 0)
+        sg_apply_event(e, m, "revert", json_pack("{s:s}", "mode", "bluegreen"));
+done:
+    if (rc < 0 && rc != SG_E_INTERRUPTED && PQstatus(e->conn) == CONNECTION_OK) {
+        sg_error ignored = {0};
+        sg_registry_mark(e->conn, m->version, SG_REGISTRY_REVERT_FAILED, NULL, &ignored);
+        sg_apply_event(e, m, "revert-fail", sg_apply_error_detail(err));
+    }
+    bg_clear(&b);
+    return rc;
+}
+
+int sg_bluegreen_finalize(sg_apply_engine *e, sg_apply_step *step, sg_error *err)
+{
+    sg_bg b;
+    int rc = bg_init(&b, e, step, err);
+    if (rc == 0 && b.state.step == SG_BLUEGREEN_CUT_OVER)
+        rc = sg_bg_finalize(&b, err);
+    bg_clear(&b);
+    return rc;
+}

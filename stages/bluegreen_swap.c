@@ -1,0 +1,483 @@
+/* The swaps of a blue-green change, each one short transaction under
+ * lock_timeout (retried with backoff by sg_apply_transaction): the cut-over
+ * (green in, blue kept), the swap back of a revert, finalize (the kept table
+ * dropped) and abandoning a change before its cut-over.
+ *
+ * Tables change places by schema, not by name: ALTER TABLE ... SET SCHEMA
+ * moves a table with its indexes, constraints and owned sequences, so green,
+ * built under the table's own name in shardgate_new_V, arrives with every
+ * index and constraint named as before. What refers to a table by OID does
+ * not follow it: foreign keys that reference it are re-created, sequences
+ * it owns are handed over, and identity sequences are carried forward. */
+#include "stages/bluegreen_impl.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/pg.h"
+#include "common/retry.h"
+
+/* A cut-over waits at most this long for its lock unless told otherwise:
+ * while it waits, every query on the table queues behind it. */
+#define SWAP_LOCK_TIMEOUT_MS 1000
+
+static int run(sg_bg *b, const char *sql, sg_error *err)
+{
+    return sg_exec_run(NULL, b->e->conn, sql, &b->e->watch, err);
+}
+
+static int runf(sg_bg *b, sg_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int runf(sg_bg *b, sg_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = NULL;
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (sql = sg_malloc((size_t)n + 1))) {
+        va_start(ap, fmt);
+        vsnprintf(sql, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    int rc = sql ? run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+    free(sql);
+    return rc;
+}
+
+static int run_taken(sg_bg *b, char *sql, sg_error *err)
+{
+    int rc = sql ? run(b, sql, err) : err->code;
+    free(sql);
+    return rc;
+}
+
+/* ---- foreign keys that reference the table ---- */
+
+typedef struct inbound_fk {
+    char *table, *name, *definition;
+    bool validated;
+} inbound_fk;
+
+typedef struct inbound_fks {
+    inbound_fk *items;
+    size_t count;
+} inbound_fks;
+
+static void inbound_clear(inbound_fks *fks)
+{
+    for (size_t i = 0; i < fks->count; i++) {
+        free(fks->items[i].table);
+        free(fks->items[i].name);
+        free(fks->items[i].definition);
+    }
+    free(fks->items);
+    memset(fks, 0, sizeof(*fks));
+}
+
+/* Other tables' foreign keys to rel, read under the swap's lock. Their
+ * definitions name the referenced table by name, which after the swap is
+ * the other table. */
+static int inbound_read(inbound_fks *out, sg_bg *b, const char *rel, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {rel};
+    int rc = sg_pg_query_params(&res, b->e->conn,
+                                "SELECT c.conrelid::pg_catalog.regclass::text,"
+                                "       pg_catalog.quote_ident(c.conname),"
+                                "       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated"
+                                "  FROM pg_catalog.pg_constraint c"
+                                " WHERE c.contype = 'f'"
+                                "   AND c.confrelid = $1::pg_catalog.regclass"
+                                "   AND c.conrelid <> $1::pg_catalog.regclass"
+                                " ORDER BY 1, 2",
+                                1, params, err);
+    memset(out, 0, sizeof(*out));
+    int n = rc == 0 ? PQntuples(res) : 0;
+    if (n > 0 && !(out->items = sg_calloc((size_t)n, sizeof(*out->items))))
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    for (int i = 0; rc == 0 && i < n; i++) {
+        inbound_fk *fk = &out->items[out->count++];
+        fk->table = sg_strdup(PQgetvalue(res, i, 0));
+        fk->name = sg_strdup(PQgetvalue(res, i, 1));
+        fk->definition = sg_strdup(PQgetvalue(res, i, 2));
+        fk->validated = strcmp(PQgetvalue(res, i, 3), "t") == 0;
+        if (!fk->table || !fk->name || !fk->definition)
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int inbound_drop(sg_bg *b, const inbound_fks *fks, sg_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < fks->count; i++)
+        rc = runf(b, err, "ALTER TABLE %s DROP CONSTRAINT %s", fks->items[i].table,
+                  fks->items[i].name);
+    return rc;
+}
+
+/* Re-created NOT VALID, which needs no scan under the lock; validated after
+ * the commit, which holds no lock that blocks writers. */
+static int inbound_add(sg_bg *b, const inbound_fks *fks, sg_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < fks->count; i++) {
+        const inbound_fk *fk = &fks->items[i];
+        rc = runf(b, err, "ALTER TABLE %s ADD CONSTRAINT %s %s%s", fk->table, fk->name,
+                  fk->definition, fk->validated ? " NOT VALID" : "");
+    }
+    return rc;
+}
+
+/* Validates every foreign key to the live table that is not yet valid and
+ * was made so by a swap (the events say which); run outside a transaction. */
+int sg_bg_validate_foreign_keys(sg_bg *b, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {b->live};
+    int rc = sg_pg_query_params(&res, b->e->conn,
+                                "SELECT c.conrelid::pg_catalog.regclass::text,"
+                                "       pg_catalog.quote_ident(c.conname)"
+                                "  FROM pg_catalog.pg_constraint c"
+                                " WHERE c.contype = 'f' AND NOT c.convalidated"
+                                "   AND c.confrelid = $1::pg_catalog.regclass"
+                                "   AND c.conrelid <> $1::pg_catalog.regclass"
+                                "   AND pg_catalog.quote_ident(c.conname) IN (SELECT"
+                                "         jsonb_array_elements_text("
+                                "         detail->'foreign_keys') FROM shardgate.events"
+                                "        WHERE action IN ('cut-over', 'swap-back'))",
+                                1, params, err);
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        sg_log(SG_LOG_INFO, "%s: validating foreign key %s of %s", b->m->file,
+               PQgetvalue(res, i, 1), PQgetvalue(res, i, 0));
+        rc = runf(b, err, "ALTER TABLE %s VALIDATE CONSTRAINT %s", PQgetvalue(res, i, 0),
+                  PQgetvalue(res, i, 1));
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* ---- sequences ---- */
+
+typedef struct owned_seq {
+    char *sequence, *column; /* column of the table leaving */
+} owned_seq;
+
+typedef struct owned_seqs {
+    owned_seq *items;
+    size_t count;
+} owned_seqs;
+
+static void owned_clear(owned_seqs *s)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        free(s->items[i].sequence);
+        free(s->items[i].column);
+    }
+    free(s->items);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Sequences owned by rel's columns (serial), not its identity sequences:
+ * SET SCHEMA would take them along, and DROP TABLE would drop them. */
+static int owned_read(owned_seqs *out, sg_bg *b, const char *rel, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {rel};
+    int rc = sg_pg_query_params(&res, b->e->conn,
+                                "SELECT d.objid::pg_catalog.regclass::text, a.attname"
+                                "  FROM pg_catalog.pg_depend d"
+                                "  JOIN pg_catalog.pg_class s ON s.oid = d.objid"
+                                "  JOIN pg_catalog.pg_attribute a"
+                                "    ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+                                " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+                                "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+                                "   AND d.refobjid = $1::pg_catalog.regclass"
+                                "   AND d.deptype = 'a' AND s.relkind = 'S'",
+                                1, params, err);
+    memset(out, 0, sizeof(*out));
+    int n = rc == 0 ? PQntuples(res) : 0;
+    if (n > 0 && !(out->items = sg_calloc((size_t)n, sizeof(*out->items))))
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    for (int i = 0; rc == 0 && i < n; i++) {
+        owned_seq *s = &out->items[out->count++];
+        s->sequence = sg_strdup(PQgetvalue(res, i, 0));
+        s->column = sg_strdup(PQgetvalue(res, i, 1));
+        if (!s->sequence || !s->column)
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int owned_release(sg_bg *b, const owned_seqs *seqs, sg_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < seqs->count; i++)
+        rc = runf(b, err, "ALTER SEQUENCE %s OWNED BY NONE", seqs->items[i].sequence);
+    return rc;
+}
+
+/* Hands each sequence to the incoming table's column that the leaving
+ * column maps to (map: incoming from leaving). */
+static int owned_hand_over(sg_bg *b, const owned_seqs *seqs, const sg_bg_map *map,
+                           const char *incoming, sg_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < seqs->count; i++) {
+        const sg_bg_item *to = NULL;
+        for (size_t j = 0; j < map->count && !to; j++)
+            if (map->items[j].source &&
+                strcmp(map->items[j].source->name, seqs->items[i].column) == 0)
+                to = &map->items[j];
+        if (!to) {
+            sg_log(SG_LOG_WARNING,
+                   "%s: sequence %s stays without an owner: its column %s has no "
+                   "counterpart",
+                   b->m->file, seqs->items[i].sequence, seqs->items[i].column);
+            continue;
+        }
+        char *col = sg_bg_quote(to->target->name);
+        rc = col ? runf(b, err, "ALTER SEQUENCE %s OWNED BY %s.%s", seqs->items[i].sequence,
+                        incoming, col)
+                 : sg_error_set(err, SG_E_NOMEM, "out of memory");
+        free(col);
+    }
+    return rc;
+}
+
+/* Carries identity sequences forward: the incoming table's own sequence
+ * never moved (its rows were copied with their values). */
+static int identity_carry(sg_bg *b, const sg_bg_map *map, const char *incoming, const char *leaving,
+                          sg_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < map->count; i++) {
+        const sg_bg_item *it = &map->items[i];
+        if (!it->target->identity || !it->source || !it->source->identity)
+            continue;
+        const char *params[] = {incoming, it->target->name, leaving, it->source->name};
+        rc = sg_pg_exec_params(
+            b->e->conn,
+            "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence($1, $2), v)"
+            "  FROM (SELECT pg_catalog.pg_sequence_last_value("
+            "          pg_catalog.pg_get_serial_sequence($3, $4)::pg_catalog.regclass) AS v) x"
+            " WHERE v IS NOT NULL",
+            4, params, err);
+    }
+    return rc;
+}
+
+static char *drop_functions_sql(const char *schema, sg_error *err)
+{
+    char *q = sg_bg_quote(schema);
+    char *sql = q ? sg_asprintf("DROP FUNCTION IF EXISTS %s.insert_rows(), %s.update_rows(),"
+                                " %s.delete_rows(), %s.truncate_rows()",
+                                q, q, q, q)
+                  : NULL;
+    free(q);
+    if (!sql)
+        sg_error_set(err, SG_E_NOMEM, "out of memory");
+    return sql;
+}
+
+/* ---- one swap ---- */
+
+/* Moves `leaving` (the live table) to out_schema and `incoming` to the
+ * table's schema, in the caller's transaction, with the live table locked.
+ * map gives the incoming table's columns from the leaving one's. */
+typedef struct swap {
+    sg_bg *b;
+    const char *leaving_triggers; /* direction of the triggers on the live table */
+    const char *incoming;         /* where the incoming table is */
+    const char *out_schema;       /* where the leaving one goes */
+    const char *dropped_schema;   /* emptied by the swap: its functions go, then it */
+    const sg_bg_map *map;         /* incoming from leaving */
+    const sg_bg_map *sync;        /* leaving (its new place) from incoming, for new triggers */
+    const char *sync_direction;   /* NULL: no triggers after the swap */
+    const char *sync_target;      /* where the leaving table ends up */
+    sg_bluegreen_step step;
+    const char *event;
+    uint64_t locked_at;
+    json_t *fk_names;
+} swap;
+
+static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
+{
+    swap *s = ctx;
+    sg_bg *b = s->b;
+    inbound_fks fks = {0};
+    owned_seqs seqs = {0};
+    char *qout = sg_bg_quote(s->out_schema);
+    int rc;
+    (void)e;
+    if (!qout)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    if ((rc = runf(b, err, "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", b->live)) < 0)
+        goto done;
+    s->locked_at = sg_monotonic_ms();
+    if ((rc = sg_bg_check_sync_errors(b, s->leaving_triggers, err)) < 0 ||
+        (rc = inbound_read(&fks, b, b->live, err)) < 0 || (rc = inbound_drop(b, &fks, err)) < 0 ||
+        (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, s->leaving_triggers, err), err)) <
+            0 ||
+        (rc = owned_read(&seqs, b, b->live, err)) < 0 || (rc = owned_release(b, &seqs, err)) < 0)
+        goto done;
+    char *qschema = sg_bg_quote(b->schema);
+    if (!qschema) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    rc = runf(b, err,
+              "CREATE SCHEMA IF NOT EXISTS %s; ALTER TABLE %s SET SCHEMA %s;"
+              " ALTER TABLE %s SET SCHEMA %s",
+              qout, b->live, qout, s->incoming, qschema);
+    free(qschema);
+    /* the names now: b->live is the incoming table, the leaving one is in out_schema */
+    if (rc < 0 || (rc = owned_hand_over(b, &seqs, s->map, b->live, err)) < 0 ||
+        (rc = identity_carry(b, s->map, b->live, s->sync_target, err)) < 0 ||
+        (rc = run_taken(b, drop_functions_sql(s->dropped_schema, err), err)) < 0)
+        goto done;
+    char *qdropped = sg_bg_quote(s->dropped_schema);
+    rc = qdropped ? runf(b, err, "DROP SCHEMA IF EXISTS %s", qdropped)
+                  : sg_error_set(err, SG_E_NOMEM, "out of memory");
+    free(qdropped);
+    if (rc < 0)
+        goto done;
+    if (s->sync_direction &&
+        (rc = run_taken(b,
+                        sg_bg_triggers_sql(b, s->sync, b->live, s->sync_target, s->out_schema,
+                                           s->sync_direction, err),
+                        err)) < 0)
+        goto done;
+    if ((rc = inbound_add(b, &fks, err)) < 0 || (rc = sg_bg_state_set(b, s->step, err)) < 0)
+        goto done;
+    json_decref(s->fk_names);
+    s->fk_names = json_array();
+    for (size_t i = 0; s->fk_names && i < fks.count; i++)
+        if (fks.items[i].validated)
+            json_array_append_new(s->fk_names, json_string(fks.items[i].name));
+done:
+    inbound_clear(&fks);
+    owned_clear(&seqs);
+    free(qout);
+    return rc;
+}
+
+static int do_swap(sg_bg *b, swap *s, sg_error *err)
+{
+    int rc = sg_apply_transaction(b->e, b->m, SWAP_LOCK_TIMEOUT_MS, swap_in_transaction, s, err);
+    if (rc < 0) {
+        json_decref(s->fk_names);
+        return rc;
+    }
+    double lock_ms = (double)(sg_monotonic_ms() - s->locked_at);
+    b->step->lock_ms = lock_ms;
+    char version[24], ms[32];
+    snprintf(version, sizeof(version), "%" PRId64, b->m->version);
+    snprintf(ms, sizeof(ms), "%.1f", lock_ms);
+    const char *params[] = {ms, version};
+    sg_error ignored = {0};
+    sg_pg_exec_params(b->e->conn, "UPDATE shardgate.bluegreen SET lock_ms = $1 WHERE version = $2",
+                      2, params, &ignored);
+    sg_log(SG_LOG_INFO, "%s: %s %s; the lock was held %.1f ms", b->m->file, s->event,
+           b->m->bluegreen_table, lock_ms);
+    sg_apply_event(b->e, b->m, s->event,
+                   json_pack("{s:f, s:o}", "lock_ms", lock_ms, "foreign_keys",
+                             s->fk_names ? s->fk_names : json_array()));
+    return sg_bg_validate_foreign_keys(b, err);
+}
+
+int sg_bg_cut_over(sg_bg *b, sg_error *err)
+{
+    swap s = {.b = b,
+              .leaving_triggers = "forward",
+              .incoming = b->shadow,
+              .out_schema = b->old_schema,
+              .dropped_schema = b->new_schema,
+              .map = &b->forward,
+              .sync = &b->back,
+              .sync_direction = "back",
+              .sync_target = b->kept,
+              .step = SG_BLUEGREEN_CUT_OVER,
+              .event = "cut-over"};
+    return do_swap(b, &s, err);
+}
+
+int sg_bg_swap_back(sg_bg *b, sg_error *err)
+{
+    swap s = {.b = b,
+              .leaving_triggers = "back",
+              .incoming = b->kept,
+              .out_schema = b->new_schema,
+              .dropped_schema = b->old_schema,
+              .map = &b->back,
+              .sync_target = b->shadow,
+              .step = SG_BLUEGREEN_SWAPPED_BACK,
+              .event = "swap-back"};
+    int rc = do_swap(b, &s, err);
+    if (rc == 0)
+        rc = sg_bg_abandon(b, err);
+    return rc;
+}
+
+/* ---- finalize and abandon ---- */
+
+static int finalize_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
+{
+    sg_bg *b = ctx;
+    char *q = sg_bg_quote(b->old_schema);
+    int rc;
+    (void)e;
+    if (!q)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    /* IF EXISTS, for a run that stopped half way: no notices about it */
+    if ((rc = run(b, "SET LOCAL client_min_messages = warning", err)) == 0 &&
+        (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, "back", err), err)) == 0 &&
+        (rc = runf(b, err, "DROP TABLE IF EXISTS %s", b->kept)) == 0 &&
+        (rc = run_taken(b, drop_functions_sql(b->old_schema, err), err)) == 0 &&
+        (rc = runf(b, err, "DROP SCHEMA IF EXISTS %s", q)) == 0)
+        rc = sg_bg_state_set(b, SG_BLUEGREEN_FINALIZED, err);
+    free(q);
+    return rc;
+}
+
+int sg_bg_finalize(sg_bg *b, sg_error *err)
+{
+    int rc = sg_apply_transaction(b->e, b->m, 0, finalize_in_transaction, b, err);
+    if (rc == 0) {
+        sg_log(SG_LOG_INFO, "%s: finalized: the old %s is dropped", b->m->file,
+               b->m->bluegreen_table);
+        sg_apply_event(b->e, b->m, "finalize", NULL);
+    }
+    return rc;
+}
+
+/* Green goes with its schema: the table, its sequences and the sync
+ * functions are all in it, and the triggers on the live table with their
+ * functions. */
+static int abandon_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
+{
+    sg_bg *b = ctx;
+    char *q = sg_bg_quote(b->new_schema);
+    int rc;
+    (void)e;
+    if (!q)
+        return sg_error_set(err, SG_E_NOMEM, "out of memory");
+    if ((rc = run(b, "SET LOCAL client_min_messages = warning", err)) == 0 &&
+        (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, "forward", err), err)) == 0 &&
+        (rc = runf(b, err, "DROP SCHEMA IF EXISTS %s CASCADE", q)) == 0)
+        rc = sg_bg_state_delete(b, err);
+    free(q);
+    return rc;
+}
+
+int sg_bg_abandon(sg_bg *b, sg_error *err)
+{
+    return sg_apply_transaction(b->e, b->m, 0, abandon_in_transaction, b, err);
+}
