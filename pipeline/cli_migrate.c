@@ -380,7 +380,21 @@ static json_t *status_json(const sg_status *st)
                                         sg_schema_change_kind_name(c->kind), "object", c->object,
                                         "before", c->before, "after", c->after));
     }
-    return json_pack("{s:b, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:s?, s:I, s:b, s:o}}",
+    json_t *bluegreen = json_array();
+    for (size_t i = 0; bluegreen && i < st->bluegreen.count; i++) {
+        const sg_bluegreen_state *b = &st->bluegreen.items[i];
+        json_t *o = json_pack(
+            "{s:I, s:s, s:s, s:s, s:I, s:b}", "version", (json_int_t)b->version, "schema",
+            b->schema, "table", b->table, "step", sg_bluegreen_step_name(b->step), "rows_copied",
+            (json_int_t)b->rows_copied, "window_open", sg_bluegreen_window_open(b));
+        if (o && b->lock_ms >= 0)
+            json_object_set_new(o, "lock_ms", json_real(b->lock_ms));
+        if (o && b->keep_until)
+            json_object_set_new(o, "keep_until", json_string(b->keep_until));
+        json_array_append_new(bluegreen, o);
+    }
+    return json_pack("{s:b, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:s?, s:I, s:b, s:o}, "
+                     "s:o}",
                      "registry", st->registry_exists, "schema_version",
                      (json_int_t)st->schema_version, "migrations", entries, "counts", "applied",
                      (json_int_t)st->applied, "pending", (json_int_t)st->pending, "changed",
@@ -388,7 +402,28 @@ static json_t *status_json(const sg_status *st)
                      (json_int_t)st->failed, "schema", "fingerprint", st->live_fingerprint,
                      "recorded_fingerprint", st->has_baseline ? st->baseline_fingerprint : NULL,
                      "recorded_after_version", (json_int_t)st->baseline_version, "drifted",
-                     st->drifted, "changes", changes);
+                     st->drifted, "changes", changes, "bluegreen",
+                     bluegreen ? bluegreen : json_array());
+}
+
+/* Blue-green changes that are not finalized: under way, or keeping their
+ * old table for a rollback. */
+static void print_bluegreen(const sg_status *st)
+{
+    for (size_t i = 0; i < st->bluegreen.count; i++) {
+        const sg_bluegreen_state *b = &st->bluegreen.items[i];
+        if (b->step == SG_BLUEGREEN_FINALIZED)
+            continue;
+        printf("blue-green %" PRId64 " %s.%s: ", b->version, b->schema, b->table);
+        if (sg_bluegreen_window_open(b))
+            printf("cut over (table locked %.1f ms); the old table is kept%s%s%s: revert swaps "
+                   "it back, finalize drops it\n",
+                   b->lock_ms, b->window_closed ? " (its window ended at " : " until ",
+                   b->keep_until ? b->keep_until : "", b->window_closed ? ")" : "");
+        else
+            printf("%s, %" PRId64 " rows copied: migrate goes on, revert abandons it\n",
+                   sg_bluegreen_step_name(b->step), b->rows_copied);
+    }
 }
 
 static void print_status(const sg_status *st)
@@ -472,8 +507,10 @@ int sg_cli_status(int argc, char **argv, sg_error *err)
         goto done;
     if (s.common.json)
         rc = sg_cli_print_json(status_json(&st), err);
-    else
+    else {
         print_status(&st);
+        print_bluegreen(&st);
+    }
     if (rc == 0 && s.check && (st.drifted || st.changed || st.missing || st.failed)) {
         rc = sg_error_set(err, SG_E_MISMATCH, "the database does not match its migrations");
         if (st.drifted)

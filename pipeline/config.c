@@ -1230,6 +1230,30 @@ static int read_objectives(sg_pipeline_config *cfg, const reader *r, const node 
     return 0;
 }
 
+static int read_bluegreen(sg_bluegreen_options *o, const reader *r, const node *n, sg_error *err)
+{
+    static const field fields[] = {
+        {"chunk_rows"}, {"chunk_time"}, {"chunk_pause"}, {"max_lag"}, {"keep_old"}};
+    const node *v[5];
+    unsigned rows = 0;
+    int rc;
+    if ((rc = read_mapping(v, r, n, fields, 5, "bluegreen", err)) < 0 ||
+        (v[0] &&
+         (rc = get_unsigned(&rows, r, v[0], "chunk_rows", "bluegreen", 1, 10000000, err)) < 0) ||
+        (v[1] && (rc = get_duration(&o->chunk_time_ms, r, v[1], "chunk_time", "bluegreen", 0,
+                                    UINT64_MAX, err)) < 0) ||
+        (v[2] && (rc = get_duration(&o->chunk_pause_ms, r, v[2], "chunk_pause", "bluegreen", 0,
+                                    UINT64_MAX, err)) < 0) ||
+        (v[3] && (rc = get_duration(&o->max_lag_ms, r, v[3], "max_lag", "bluegreen", 0, UINT64_MAX,
+                                    err)) < 0) ||
+        (v[4] && (rc = get_duration(&o->keep_old_ms, r, v[4], "keep_old", "bluegreen", 0,
+                                    UINT64_MAX, err)) < 0))
+        return rc;
+    if (v[0])
+        o->chunk_rows = rows;
+    return 0;
+}
+
 enum {
     F_VERSION,
     F_NAME,
@@ -1244,6 +1268,7 @@ enum {
     F_POLICY,
     F_VERIFY,
     F_OBJECTIVES,
+    F_BLUEGREEN,
     N_TOP
 };
 
@@ -1261,7 +1286,8 @@ static int read_config(sg_pipeline_config *cfg, const reader *r, const node *roo
                                         [F_STAGES] = {"stages", true},
                                         [F_POLICY] = {"policy"},
                                         [F_VERIFY] = {"verify"},
-                                        [F_OBJECTIVES] = {"objectives"}};
+                                        [F_OBJECTIVES] = {"objectives"},
+                                        [F_BLUEGREEN] = {"bluegreen"}};
     const node *v[N_TOP], **nodes = NULL, **names = NULL;
     char found[80];
     int rc;
@@ -1278,6 +1304,7 @@ static int read_config(sg_pipeline_config *cfg, const reader *r, const node *roo
     cfg->target = SG_PIPELINE_TARGET_LATEST;
     cfg->policy = (sg_pipeline_policy){
         .on_failure = SG_ON_FAILURE_HALT, .lock_timeout_ms = 2000, .retries = 10};
+    sg_bluegreen_options_init(&cfg->bluegreen);
     if (!(cfg->file = sg_strdup(r->file)) || !(cfg->sandbox.driver = sg_strdup("local"))) {
         rc = nomem(err);
         goto done;
@@ -1295,7 +1322,8 @@ static int read_config(sg_pipeline_config *cfg, const reader *r, const node *roo
         (rc = read_stages(cfg, r, v[F_STAGES], err)) < 0 ||
         (v[F_POLICY] && (rc = read_policy(&cfg->policy, r, v[F_POLICY], err)) < 0) ||
         (v[F_VERIFY] && (rc = read_verify(cfg, r, v[F_VERIFY], err)) < 0) ||
-        (v[F_OBJECTIVES] && (rc = read_objectives(cfg, r, v[F_OBJECTIVES], err)) < 0))
+        (v[F_OBJECTIVES] && (rc = read_objectives(cfg, r, v[F_OBJECTIVES], err)) < 0) ||
+        (v[F_BLUEGREEN] && (rc = read_bluegreen(&cfg->bluegreen, r, v[F_BLUEGREEN], err)) < 0))
         goto done;
     for (size_t i = 0; i < cfg->nfleet; i++) {
         if (cfg->fleet[i].stage == NONE) {

@@ -40,6 +40,14 @@
  *                                     compare every table before and after
  *   objectives: {rto: 15m}            recovery-time objective of the test restore
  *                                     (default 0: none)
+ *   bluegreen:                        how mode=bluegreen files run (stages/bluegreen.h)
+ *     chunk_rows: 5000                rows of the first copy chunk
+ *     chunk_time: 200ms               the chunk size adapts to this time per chunk
+ *     chunk_pause: 0                  pause between chunks
+ *     max_lag: 1s                     pause the copy while a standby lags more (0: never)
+ *     keep_old: 24h                   the rollback window: the old table is dropped
+ *                                     by the first run after it (0: at the end of
+ *                                     the shard's verify gate)
  *
  * Durations are as sg_parse_duration reads them (500ms, 90s, 15m, 1h30m; a
  * bare number is seconds), sizes as sg_parse_size (512m, 2GiB). Numbers and
@@ -67,6 +75,7 @@
 #include "common/options.h"
 #include "common/store.h"
 #include "restore/sandbox.h"
+#include "stages/bluegreen.h"
 
 #define SG_PIPELINE_FORMAT 1
 /* The target "latest": every migration in the directory (as SG_APPLY_LATEST). */
@@ -121,7 +130,8 @@ typedef struct sg_pipeline_config {
     size_t nstages;
     sg_pipeline_policy policy;
     bool verify_quiesced;
-    uint64_t rto_ms; /* 0: none */
+    uint64_t rto_ms;                /* 0: none */
+    sg_bluegreen_options bluegreen; /* for mode=bluegreen files */
 
     /* private: fleet indexes sorted by shard name, for lookups */
     size_t *by_name;

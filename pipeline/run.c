@@ -62,6 +62,18 @@ static void observe(void *arg, const sg_shard_settings *s, sg_gate gate,
     pthread_mutex_unlock(&r->lock);
 }
 
+static void observe_bluegreen(void *arg, const sg_migration *m, sg_bluegreen_step step,
+                              double lock_ms)
+{
+    shard_call *call = arg;
+    run *r = call->r;
+    if (!r->opts->hooks.bluegreen)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->opts->hooks.bluegreen(r->opts->hooks.ctx, call->index, m->version, step, lock_ms);
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void settings_of(sg_shard_settings *s, const run *r, size_t index)
 {
     const sg_pipeline_config *cfg = r->opts->cfg;
@@ -80,6 +92,7 @@ static void settings_of(sg_shard_settings *s, const run *r, size_t index)
                              .retries = cfg->policy.retries,
                              .rehearsal_budget_ms = cfg->policy.rehearsal_budget_ms,
                              .quiesced = cfg->verify_quiesced,
+                             .bluegreen = cfg->bluegreen,
                              .run_id = r->opts->run_id,
                              .pg_bindir = r->opts->pg_bindir,
                              .jobs = r->opts->jobs};
@@ -107,6 +120,8 @@ static int shard_task(void *arg, size_t worker, size_t task, sg_error *err)
     if (sg_interrupted())
         return sg_interrupt_check(err);
     settings_of(&call.settings, r, index);
+    call.settings.on_bluegreen_step = observe_bluegreen;
+    call.settings.on_bluegreen_ctx = &call;
     if (r->opts->first_gate) {
         first = r->opts->first_gate[index];
         if (first > SG_GATE_SNAPSHOT && r->opts->snapshot_ids)
@@ -165,6 +180,7 @@ int sg_run_revert_shard(const sg_pipeline_config *cfg, const sg_migration_set *s
     o.target = to_version;
     o.lock_timeout_ms = cfg->policy.lock_timeout_ms;
     o.retries = cfg->policy.retries;
+    o.bluegreen = cfg->bluegreen;
     o.actor.run_id = run_id;
     int rc = sg_pg_connect(&conn, shard->dsn, "shard", err);
     if (rc == 0)

@@ -39,6 +39,9 @@ typedef struct sg_run_hooks {
     void (*stage)(void *ctx, size_t stage, sg_stage_state state);
     /* a shard's migrations of this run were reverted (rc 0), or not */
     void (*rollback)(void *ctx, size_t shard, int rc, const sg_error *err);
+    /* a step of a blue-green change on a shard was committed */
+    void (*bluegreen)(void *ctx, size_t shard, int64_t version, sg_bluegreen_step step,
+                      double lock_ms);
 } sg_run_hooks;
 
 typedef struct sg_run_options {

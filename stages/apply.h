@@ -36,6 +36,11 @@ typedef struct sg_apply_options {
     bool dry_run;                   /* plan only: nothing is written */
     bool skip_lint;                 /* the caller linted the set already */
     sg_bluegreen_options bluegreen; /* for mode=bluegreen files */
+    /* told each step of a blue-green change once it is committed (lock_ms:
+     * the cut-over's or swap back's lock, else -1); may be NULL */
+    void (*on_bluegreen_step)(void *ctx, const sg_migration *m, sg_bluegreen_step step,
+                              double lock_ms);
+    void *on_bluegreen_ctx;
     sg_registry_actor actor;
 } sg_apply_options;
 
@@ -77,6 +82,12 @@ int sg_migrate(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
  * down sections. Every one must be reversible and unchanged, or nothing runs. */
 int sg_revert(sg_apply_result *out, PGconn *conn, const sg_migration_set *set,
               const sg_apply_options *opts, sg_error *err);
+
+/* Compares a blue-green change's kept old table with the live new one, in
+ * one snapshot, while its rollback window is open (writers may go on):
+ * SG_E_MISMATCH names rows that differ. *compared is false when m has no
+ * open window (nothing to compare). */
+int sg_bluegreen_verify_window(bool *compared, PGconn *conn, const sg_migration *m, sg_error *err);
 
 /* Ends the rollback window of blue-green changes: drops the old table kept
  * since the cut-over, of version opts->target, or of every open window

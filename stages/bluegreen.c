@@ -287,7 +287,7 @@ static int prepare(sg_bg *b, sg_error *err)
     sg_apply_event(b->e, b->m, "bluegreen-prepared",
                    json_pack("{s:s, s:i}", "table", b->m->bluegreen_table, "columns_copied",
                              (int)b->forward.count));
-    sg_bg_fault("prepared");
+    sg_bg_step_done(b, SG_BLUEGREEN_PREPARED, -1);
     return 0;
 }
 
@@ -444,30 +444,27 @@ static int forward(sg_bg *b, sg_error *err)
     if (b->state.step == SG_BLUEGREEN_PREPARED) {
         if ((rc = sg_apply_transaction(b->e, b->m, 0, sync_in_transaction, b, err)) < 0)
             return rc;
-        sg_bg_fault("synced");
+        sg_bg_step_done(b, SG_BLUEGREEN_SYNCED, -1);
     }
     if (b->state.step == SG_BLUEGREEN_SYNCED) {
         if ((rc = sg_bg_backfill(b, err)) < 0 ||
             (rc = sg_bg_state_set(b, SG_BLUEGREEN_BACKFILLED, err)) < 0)
             return rc;
-        sg_bg_fault("backfilled");
+        sg_bg_step_done(b, SG_BLUEGREEN_BACKFILLED, -1);
     }
     if (b->state.step == SG_BLUEGREEN_BACKFILLED) {
         if ((rc = build_indexes(b, err)) < 0)
             return rc;
-        sg_bg_fault("indexed");
+        sg_bg_step_done(b, SG_BLUEGREEN_INDEXED, -1);
     }
     if (b->state.step == SG_BLUEGREEN_INDEXED) {
         if ((rc = sg_bg_compare(b, false, err)) < 0 ||
             (rc = sg_bg_state_set(b, SG_BLUEGREEN_VERIFIED, err)) < 0)
             return rc;
-        sg_bg_fault("verified");
+        sg_bg_step_done(b, SG_BLUEGREEN_VERIFIED, -1);
     }
-    if (b->state.step == SG_BLUEGREEN_VERIFIED) {
-        if ((rc = sg_bg_cut_over(b, err)) < 0)
-            return rc;
-        sg_bg_fault("cut-over");
-    }
+    if (b->state.step == SG_BLUEGREEN_VERIFIED && (rc = sg_bg_cut_over(b, err)) < 0)
+        return rc;
     return 0;
 }
 
@@ -584,6 +581,24 @@ done:
         sg_error ignored = {0};
         sg_registry_mark(e->conn, m->version, SG_REGISTRY_REVERT_FAILED, NULL, &ignored);
         sg_apply_event(e, m, "revert-fail", sg_apply_error_detail(err));
+    }
+    bg_clear(&b);
+    return rc;
+}
+
+int sg_bluegreen_verify_window(bool *compared, PGconn *conn, const sg_migration *m, sg_error *err)
+{
+    sg_apply_options opts;
+    sg_apply_engine e = {.conn = conn, .opts = &opts};
+    sg_apply_step step = {.migration = m, .kind = SG_STEP_APPLY};
+    sg_bg b;
+    *compared = false;
+    sg_apply_options_init(&opts, NULL);
+    int rc = bg_init(&b, &e, &step, err);
+    if (rc == 0 && b.state.step == SG_BLUEGREEN_CUT_OVER && (rc = bg_script(&b, err)) == 0 &&
+        (rc = bg_load(&b, err)) == 0) {
+        rc = sg_bg_compare(&b, true, err);
+        *compared = true;
     }
     bg_clear(&b);
     return rc;

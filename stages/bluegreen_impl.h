@@ -88,8 +88,10 @@ typedef struct sg_bg {
     sg_bg_map back;             /* blue from green, for the rollback window */
 } sg_bg;
 
-/* Fault injection for tests: SHARDGATE_FAULT=bluegreen-STEP kills the
- * process right after STEP was recorded, as a crash would. */
+/* A step was committed: tells the run's observer, then, for tests,
+ * SHARDGATE_FAULT=bluegreen-STEP kills the process right there, as a crash
+ * would (STEP a step's name, or "chunk" after the first copy chunk). */
+void sg_bg_step_done(sg_bg *b, sg_bluegreen_step step, double lock_ms);
 void sg_bg_fault(const char *step);
 
 /* Reads a relation's columns and key. */

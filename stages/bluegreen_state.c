@@ -120,6 +120,14 @@ char *sg_bg_quote(const char *name)
     return q;
 }
 
+void sg_bg_step_done(sg_bg *b, sg_bluegreen_step step, double lock_ms)
+{
+    const sg_apply_options *o = b->e->opts;
+    if (o->on_bluegreen_step)
+        o->on_bluegreen_step(o->on_bluegreen_ctx, b->m, step, lock_ms);
+    sg_bg_fault(sg_bluegreen_step_name(step));
+}
+
 void sg_bg_fault(const char *step)
 {
     const char *fault = getenv("SHARDGATE_FAULT");

@@ -390,6 +390,7 @@ static int do_swap(sg_bg *b, swap *s, sg_error *err)
     sg_apply_event(b->e, b->m, s->event,
                    json_pack("{s:f, s:o}", "lock_ms", lock_ms, "foreign_keys",
                              s->fk_names ? s->fk_names : json_array()));
+    sg_bg_step_done(b, s->step, lock_ms);
     return sg_bg_validate_foreign_keys(b, err);
 }
 
@@ -454,6 +455,7 @@ int sg_bg_finalize(sg_bg *b, sg_error *err)
         sg_log(SG_LOG_INFO, "%s: finalized: the old %s is dropped", b->m->file,
                b->m->bluegreen_table);
         sg_apply_event(b->e, b->m, "finalize", NULL);
+        sg_bg_step_done(b, SG_BLUEGREEN_FINALIZED, -1);
     }
     return rc;
 }

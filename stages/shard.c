@@ -108,6 +108,9 @@ static int apply_gate(sg_shard_outcome *out, PGconn *conn, const sg_shard_settin
     o.skip_lint = true; /* the pipeline lints the set once */
     o.actor.run_id = s->run_id;
     o.actor.snapshot_id = out->snapshot_id;
+    o.bluegreen = s->bluegreen;
+    o.on_bluegreen_step = s->on_bluegreen_step;
+    o.on_bluegreen_ctx = s->on_bluegreen_ctx;
     int rc = sg_migrate(&res, conn, s->set, &o, err);
     out->from_version = res.from_version;
     out->to_version = res.to_version;
@@ -177,19 +180,44 @@ static int compare_with_snapshot(sg_shard_outcome *out, PGconn *conn, sg_error *
     return rc;
 }
 
+/* keep_old: 0 asks for no rollback window: the old tables go once the
+ * shard is verified. */
+static int finalize_now(PGconn *conn, const sg_shard_settings *s, sg_error *err)
+{
+    sg_apply_options o;
+    sg_apply_result res = {0};
+    sg_apply_options_init(&o, s->dsn);
+    if (s->lock_timeout_ms)
+        o.lock_timeout_ms = s->lock_timeout_ms;
+    o.retries = s->retries;
+    o.actor.run_id = s->run_id;
+    o.on_bluegreen_step = s->on_bluegreen_step;
+    o.on_bluegreen_ctx = s->on_bluegreen_ctx;
+    int rc = sg_finalize(&res, conn, s->set, &o, err);
+    sg_apply_result_clear(&res);
+    return rc;
+}
+
 static int verify_gate(sg_shard_outcome *out, PGconn *conn, const sg_shard_settings *s,
                        sg_error *err)
 {
     sg_schema_desc *desc = NULL;
     int rc = 0;
     out->tables_verified = 0;
+    out->bluegreen_verified = 0;
     out->live_fingerprint[0] = '\0';
     /* the verify sections of every file the shard now has from the set, up to
      * the version the run reached: they must still hold */
     for (size_t i = 0; rc == 0 && i < s->set->count; i++) {
         const sg_migration *m = &s->set->items[i];
-        if (m->version > out->from_version && m->version <= out->to_version)
-            rc = sg_migration_verify(conn, m, err);
+        bool compared = false;
+        if (m->version <= out->from_version || m->version > out->to_version)
+            continue;
+        /* a blue-green change: the kept old table and the live new one
+         * still agree row for row (their sync triggers are at work) */
+        if ((rc = sg_migration_verify(conn, m, err)) == 0 && m->mode == SG_MIGRATION_BLUEGREEN &&
+            (rc = sg_bluegreen_verify_window(&compared, conn, m, err)) == 0 && compared)
+            out->bluegreen_verified++;
     }
     if (rc == 0 && (rc = sg_schema_describe(&desc, conn, err)) == 0) {
         memcpy(out->live_fingerprint, sg_schema_desc_fingerprint(desc), SG_SHA256_HEX_LEN);
@@ -200,6 +228,8 @@ static int verify_gate(sg_shard_outcome *out, PGconn *conn, const sg_shard_setti
     }
     if (rc == 0 && s->quiesced)
         rc = compare_with_snapshot(out, conn, err);
+    if (rc == 0 && out->bluegreen_verified && s->bluegreen.keep_old_ms == 0)
+        rc = finalize_now(conn, s, err);
     sg_schema_desc_free(desc);
     return rc;
 }

@@ -49,6 +49,11 @@ typedef struct sg_shard_settings {
     unsigned retries;
     uint64_t rehearsal_budget_ms; /* per file; 0: none */
     bool quiesced;                /* nothing else writes to the shard during the run */
+    sg_bluegreen_options bluegreen;
+    /* told each step of a blue-green change on the live shard; may be NULL */
+    void (*on_bluegreen_step)(void *ctx, const sg_migration *m, sg_bluegreen_step step,
+                              double lock_ms);
+    void *on_bluegreen_ctx;
     const char *run_id;
     const char *pg_bindir;
     int jobs; /* connections for the snapshot and the restore */
@@ -71,7 +76,8 @@ typedef struct sg_shard_outcome {
     int64_t from_version, to_version; /* the live shard's, before and after apply */
     size_t applied;                   /* migrations applied to the live shard */
     char live_fingerprint[SG_SHA256_HEX_LEN];
-    size_t tables_verified; /* compared with the snapshot (quiesced only) */
+    size_t tables_verified;    /* compared with the snapshot (quiesced only) */
+    size_t bluegreen_verified; /* blue-green changes whose old and new tables agreed */
 } sg_shard_outcome;
 
 /* Told when a gate starts (record->ran false) and when it ends. */

@@ -123,7 +123,8 @@ int sg_status_read(sg_status *out, PGconn *conn, const sg_migration_set *set, sg
         if ((rc = add_entry(out, m, row, err)) < 0)
             goto fail;
     }
-    if ((rc = check_drift(out, conn, err)) < 0)
+    if ((rc = check_drift(out, conn, err)) < 0 ||
+        (rc = sg_bluegreen_states_read(&out->bluegreen, conn, err)) < 0)
         goto fail;
     return 0;
 fail:
@@ -136,5 +137,6 @@ void sg_status_clear(sg_status *status)
     free(status->entries);
     sg_schema_changes_free(status->changes, status->change_count);
     sg_registry_rows_clear(&status->rows);
+    sg_bluegreen_states_clear(&status->bluegreen);
     memset(status, 0, sizeof(*status));
 }

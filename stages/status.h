@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "stages/bluegreen.h"
 #include "stages/fingerprint.h"
 #include "stages/migration.h"
 #include "stages/registry.h"
@@ -49,6 +50,7 @@ typedef struct sg_status {
     sg_schema_change *changes; /* baseline to live */
     size_t change_count;
     sg_registry_rows rows;
+    sg_bluegreen_states bluegreen; /* blue-green changes under way or in their window */
 } sg_status;
 
 /* Reads the registry and describes the live schema; changes nothing. */
