@@ -530,6 +530,42 @@ START_TEST(test_wrong_types)
 }
 END_TEST
 
+/* The bluegreen section: defaults, every key, and its mistakes. */
+START_TEST(test_bluegreen)
+{
+    sg_pipeline_config cfg;
+    sg_error err = {0};
+    int rc = load(&cfg, HEAD FLEET STAGES, &err);
+    ck_assert_msg(rc == 0, "%s", err.message);
+    ck_assert_uint_eq(cfg.bluegreen.chunk_rows, 5000);
+    ck_assert_uint_eq(cfg.bluegreen.chunk_time_ms, 200);
+    ck_assert_uint_eq(cfg.bluegreen.chunk_pause_ms, 0);
+    ck_assert_uint_eq(cfg.bluegreen.max_lag_ms, 1000);
+    ck_assert_uint_eq(cfg.bluegreen.keep_old_ms, 24u * 3600 * 1000);
+    sg_pipeline_config_clear(&cfg);
+
+    rc = load(&cfg,
+              HEAD FLEET STAGES "bluegreen: {chunk_rows: 2000, chunk_time: 1s, chunk_pause: 50ms,"
+                                " max_lag: 0, keep_old: 0}\n",
+              &err);
+    ck_assert_msg(rc == 0, "%s", err.message);
+    ck_assert_uint_eq(cfg.bluegreen.chunk_rows, 2000);
+    ck_assert_uint_eq(cfg.bluegreen.chunk_time_ms, 1000);
+    ck_assert_uint_eq(cfg.bluegreen.chunk_pause_ms, 50);
+    ck_assert_uint_eq(cfg.bluegreen.max_lag_ms, 0);
+    ck_assert_uint_eq(cfg.bluegreen.keep_old_ms, 0);
+    sg_pipeline_config_clear(&cfg);
+
+    assert_error(HEAD FLEET STAGES "bluegreen: {chunk_rows: 0}\n",
+                 "pipeline.yaml:10:25: chunk_rows in bluegreen must be at least 1, not 0", NULL);
+    assert_error(HEAD FLEET STAGES "bluegreen: {keep_old: soon}\n",
+                 "pipeline.yaml:10:23: keep_old in bluegreen must be a duration, not \"soon\"",
+                 NULL);
+    assert_error(HEAD FLEET STAGES "bluegreen: {max_lagg: 1s}\n",
+                 "pipeline.yaml:10:13: unknown key \"max_lagg\" in bluegreen", NULL);
+}
+END_TEST
+
 START_TEST(test_store)
 {
     assert_error(TOP(NAME, "store: ftp://host/dir\n", KEYS),
@@ -941,6 +977,7 @@ static Suite *config_suite(void)
         {"unknown_keys", test_unknown_keys},
         {"secrets", test_secrets},
         {"wrong_types", test_wrong_types},
+        {"bluegreen", test_bluegreen},
         {"store", test_store},
         {"missing", test_missing},
         {"duplicates", test_duplicates},
