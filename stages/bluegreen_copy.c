@@ -275,6 +275,27 @@ done:
     return rc;
 }
 
+/* A chunk failed on a row the new shape refuses (a constraint, a cast):
+ * the migration does not fit the data. The sync triggers may have met the
+ * same row first, and say more; either way it is a mismatch, not a fault
+ * of the database. */
+static int refused_row(sg_bg *b, sg_error *err)
+{
+    sg_error first = {0};
+    if (sg_bg_check_sync_errors(b, "forward", &first) == SG_E_MISMATCH) {
+        *err = first;
+        return SG_E_MISMATCH;
+    }
+    if (strncmp(err->sqlstate, "22", 2) != 0 && strncmp(err->sqlstate, "23", 2) != 0)
+        return err->code;
+    sg_error_prefix(err, "%s: a row of %s does not fit the new shape", b->m->file,
+                    b->m->bluegreen_table);
+    err->code = SG_E_MISMATCH;
+    sg_error_hint(err, "fix the migration (or the row), then shardgate revert abandons this "
+                       "attempt");
+    return SG_E_MISMATCH;
+}
+
 /* The next chunk's size: toward the target time per chunk, at most doubling
  * at a time. */
 static uint64_t adapt(uint64_t rows, uint64_t elapsed_ms, uint64_t target_ms, uint64_t max_rows)
@@ -334,6 +355,8 @@ int sg_bg_backfill(sg_bg *b, sg_error *err)
                                 "%s: the copy gave up after %u chunks in a row waited too "
                                 "long for row locks",
                                 b->m->file, failures);
+            else if (rc == SG_E_DB && PQstatus(b->e->conn) == CONNECTION_OK)
+                rc = refused_row(b, err);
             goto done;
         }
         failures = 0;

@@ -351,11 +351,11 @@ static void stop_all(void)
     }
 }
 
-sgt_pg_server *sgt_pg_start(void)
+/* A server's directory and binaries, with the postgres user found; the
+ * cluster itself is made by the caller. */
+static sgt_pg_server *server_new(run_as *ra)
 {
-    run_as ra;
-    find_run_as(&ra);
-
+    find_run_as(ra);
     sgt_pg_server *s = calloc(1, sizeof(*s));
     if (!s)
         abort();
@@ -382,16 +382,19 @@ sgt_pg_server *sgt_pg_start(void)
     }
     s->data = sgt_asprintf("%s/data", s->dir);
     s->log = sgt_asprintf("%s/server.log", s->dir);
-    if (ra.drop && chown(s->dir, ra.uid, ra.gid) != 0)
+    if (ra->drop && chown(s->dir, ra->uid, ra->gid) != 0)
         start_failed(s, NULL, "cannot give %s to the postgres user: %s", s->dir, strerror(errno));
+    return s;
+}
 
-    run_initdb(s, &ra);
+/* Starts the server on its cluster and registers it for the stop at exit. */
+static sgt_pg_server *server_start(sgt_pg_server *s, const run_as *ra)
+{
     int attempt = 1;
-    while (try_postmaster(s, &ra) != 0) {
+    while (try_postmaster(s, ra) != 0) {
         if (++attempt > SGT_PG_PORT_ATTEMPTS)
             start_failed(s, s->log, "every port tried was taken by another process");
     }
-
     s->next = servers;
     servers = s;
     if (!atexit_registered) {
@@ -399,6 +402,43 @@ sgt_pg_server *sgt_pg_start(void)
         atexit_registered = 1;
     }
     return s;
+}
+
+sgt_pg_server *sgt_pg_start(void)
+{
+    run_as ra;
+    sgt_pg_server *s = server_new(&ra);
+    run_initdb(s, &ra);
+    return server_start(s, &ra);
+}
+
+sgt_pg_server *sgt_pg_start_standby(const sgt_pg_server *primary, const char *settings)
+{
+    run_as ra;
+    sgt_pg_server *s = server_new(&ra);
+    char log[4200], port[16];
+    char *bindir = sgt_pg_bindir();
+    char *basebackup = sgt_asprintf("%s/pg_basebackup", bindir);
+    free(bindir);
+    snprintf(port, sizeof(port), "%d", primary->port);
+    char *argv[] = {basebackup, "-h", SGT_PG_HOST, "-p",     port, "-U",   "postgres", "-D",
+                    s->data,    "-R", "-X",        "stream", "-c", "fast", NULL};
+    snprintf(log, sizeof(log), "%s/basebackup.log", s->dir);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        start_failed(s, NULL, "cannot create %s: %s", log, strerror(errno));
+    pid_t pid = spawn(s->dir, &ra, argv, fd, 0);
+    close(fd);
+    free(basebackup);
+    if (pid < 0 || wait_for(pid, SGT_PG_START_TIMEOUT_MS) != 0)
+        start_failed(s, log, "pg_basebackup of port %d into %s failed", primary->port, s->data);
+    /* the standby's own settings, after those -R wrote */
+    char *conf = sgt_asprintf("%s/postgresql.auto.conf", s->data);
+    FILE *f = fopen(conf, "a");
+    if (!f || fprintf(f, "%s\n", settings ? settings : "") < 0 || fclose(f) != 0)
+        start_failed(s, NULL, "cannot write %s: %s", conf, strerror(errno));
+    free(conf);
+    return server_start(s, &ra);
 }
 
 void sgt_pg_stop(sgt_pg_server *server)

@@ -19,6 +19,11 @@ typedef struct sgt_pg_server sgt_pg_server;
  * main thread: the server is tied to the calling thread's life. */
 sgt_pg_server *sgt_pg_start(void);
 
+/* A streaming standby of primary (pg_basebackup -R), with settings (lines
+ * of postgresql.conf, e.g. "recovery_min_apply_delay = '2s'") added, started
+ * and stopped like any server of the harness. */
+sgt_pg_server *sgt_pg_start_standby(const sgt_pg_server *primary, const char *settings);
+
 /* Where the server binaries are taken from, as described above; free() it. */
 char *sgt_pg_bindir(void);
 

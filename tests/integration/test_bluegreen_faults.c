@@ -1,0 +1,239 @@
+/* The blue-green engine where things go wrong: a standby that replays far
+ * behind (a real streaming standby with recovery_min_apply_delay), writes
+ * the new shape refuses, writes after the cut-over the old shape cannot
+ * take, a shadow table that no longer matches, dependent objects and a
+ * shadow schema left by someone else. */
+#include "tests/harness/cli.h"
+#include "tests/harness/pg.h"
+#include "tests/harness/run.h"
+
+#include <check.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { EXIT_USAGE = 2, EXIT_MISMATCH = 14, EXIT_KILLED = 128 + 9 };
+
+static sgt_pg_server *pg;
+static char root[] = "/tmp/sgt-bgfault-XXXXXX";
+
+typedef struct fixture {
+    char *db;
+    char *dir;
+} fixture;
+
+/* A database with orders(id int primary key, qty int, note text) of rows
+ * rows, and an empty migrations directory. */
+static fixture setup(const char *name, int rows)
+{
+    static int n;
+    fixture f = {sgt_pg_create_db(pg, name), sgt_asprintf("%s/%s-%d", root, name, n++)};
+    ck_assert_int_eq(mkdir(f.dir, 0755), 0);
+    char *sql =
+        sgt_asprintf("CREATE TABLE orders (id int PRIMARY KEY, qty int NOT NULL, note text);"
+                     "INSERT INTO orders SELECT g, g %% 50, 'n' || g"
+                     "  FROM generate_series(1, %d) g",
+                     rows);
+    sgt_pg_exec(f.db, sql);
+    free(sql);
+    return f;
+}
+
+static void teardown(fixture *f)
+{
+    free(f->db);
+    free(f->dir);
+}
+
+static void write_migration(const fixture *f, const char *up, const char *down)
+{
+    char *text = sgt_asprintf("-- shardgate:mode=bluegreen table=public.orders\n"
+                              "-- shardgate:up\n%s\n-- shardgate:down\n%s\n",
+                              up, down);
+    sgt_write_file(f->dir, "0001_change.sql", text);
+    free(text);
+}
+
+static char *value(const fixture *f, const char *sql)
+{
+    char *v = sgt_pg_value(f->db, sql);
+    ck_assert_msg(v != NULL, "no value for %s", sql);
+    return v;
+}
+
+static void assert_value(const fixture *f, const char *sql, const char *want)
+{
+    char *v = value(f, sql);
+    ck_assert_msg(strcmp(v, want) == 0, "%s gave %s, wanted %s", sql, v, want);
+    free(v);
+}
+
+#define MIGRATE(f, ...)                                                                            \
+    (const char *const[])                                                                          \
+    {                                                                                              \
+        "shardgate", "migrate", "--dsn", (f).db, "--migrations", (f).dir, __VA_ARGS__, NULL        \
+    }
+
+/* A standby replaying 2 s behind: the copy pauses while the lag is above
+ * --max-lag, says so, and goes on when the standby has caught up. */
+START_TEST(copy_waits_for_a_lagging_standby)
+{
+    sgt_pg_server *standby = sgt_pg_start_standby(pg, "recovery_min_apply_delay = '2s'");
+    fixture f = setup("lag", 20000);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    /* the standby is behind when the copy starts: a write it replays 2 s
+     * late, and its lag seen on the primary */
+    char *primary_db = sgt_pg_conninfo(pg, "postgres");
+    bool lagging = false;
+    for (int i = 0; i < 1500 && !lagging; i++) {
+        if (i % 50 == 0)
+            sgt_pg_exec(primary_db, "CREATE TABLE IF NOT EXISTS wal (n int);"
+                                    "INSERT INTO wal VALUES (1)");
+        char *lag = sgt_pg_value(primary_db, "SELECT replay_lag > interval '500 ms'"
+                                             "  FROM pg_stat_replication");
+        lagging = lag && strcmp(lag, "t") == 0;
+        free(lag);
+        if (!lagging)
+            sgt_sleep_ms(20);
+    }
+    ck_assert_msg(lagging, "the standby never lagged");
+    const char *const want[] = {"copy paused", "copying again", "applied 0001_change.sql", NULL};
+    free(sgt_shardgate_fails(
+        0, MIGRATE(f, "--chunk-rows", "10000", "--chunk-time", "0", "--max-lag", "500ms"), want));
+    assert_value(&f,
+                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                 " WHERE attrelid = 'orders'::regclass AND attname = 'qty'",
+                 "bigint");
+    assert_value(&f, "SELECT count(*) FROM orders", "20000");
+    free(primary_db);
+    sgt_pg_stop(standby);
+    teardown(&f);
+}
+END_TEST
+
+/* A write the new shape refuses does not fail the application's write: it
+ * is recorded, and the change stops before its cut-over, naming it. */
+START_TEST(write_refused_by_the_new_shape_stops_the_change)
+{
+    fixture f = setup("refused", 2000);
+    write_migration(&f, "ALTER TABLE orders ADD CONSTRAINT qty_small CHECK (qty < 100);",
+                    "ALTER TABLE orders DROP CONSTRAINT qty_small;");
+    /* stop after the triggers exist, write what the new shape refuses, go on */
+    setenv("SHARDGATE_FAULT", "bluegreen-synced", 1);
+    free(sgt_shardgate(EXIT_KILLED, MIGRATE(f, "--chunk-rows", "500")));
+    unsetenv("SHARDGATE_FAULT");
+    sgt_pg_exec(f.db, "INSERT INTO orders VALUES (5000, 500, 'too many')");
+    assert_value(&f, "SELECT qty FROM orders WHERE id = 5000", "500");
+    const char *const want[] = {"1 write to the live table could not be copied to the new table",
+                                "qty_small", NULL};
+    free(sgt_shardgate_fails(EXIT_MISMATCH, MIGRATE(f, "--chunk-rows", "500"), want));
+    /* blue is untouched and still the table; revert abandons the attempt */
+    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname = 'shardgate_old_1'", "0");
+    assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 1", "failed");
+    free(sgt_shardgate(0, (const char *const[]){"shardgate", "revert", "--dsn", f.db,
+                                                "--migrations", f.dir, "--to", "0", NULL}));
+    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
+                 "0");
+    assert_value(&f, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass", "0");
+    assert_value(&f, "SELECT count(*) FROM orders", "2001");
+    teardown(&f);
+}
+END_TEST
+
+/* After the cut-over, a value the old shape cannot hold is written: the
+ * old table would lose it, so the revert is refused, and says why. */
+START_TEST(revert_refused_when_the_old_table_lost_a_write)
+{
+    fixture f = setup("lost", 2000);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN id TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN id TYPE int;");
+    free(sgt_shardgate(0, MIGRATE(f, "--chunk-rows", "500")));
+    sgt_pg_exec(f.db, "INSERT INTO orders VALUES (5000000000, 1, 'beyond int')");
+    const char *const revert[] = {"shardgate", "revert", "--dsn", f.db, "--migrations",
+                                  f.dir,       "--to",   "0",     NULL};
+    const char *const want[] = {"could not be copied to the old table", "out of range", NULL};
+    free(sgt_shardgate_fails(EXIT_MISMATCH, revert, want));
+    /* nothing moved: the new table serves, with the row */
+    assert_value(&f, "SELECT count(*) FROM orders WHERE id = 5000000000", "1");
+    assert_value(&f, "SELECT step FROM shardgate.bluegreen WHERE version = 1", "cut-over");
+    teardown(&f);
+}
+END_TEST
+
+/* A shadow table changed behind the engine's back is caught by the
+ * comparison, which names the keys that differ, and nothing is swapped. */
+START_TEST(tampered_shadow_table_is_caught)
+{
+    fixture f = setup("tampered", 3000);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    setenv("SHARDGATE_FAULT", "bluegreen-indexed", 1);
+    free(sgt_shardgate(EXIT_KILLED, MIGRATE(f, "--chunk-rows", "500")));
+    unsetenv("SHARDGATE_FAULT");
+    /* the triggers only copy writes to blue: these go to green alone */
+    sgt_pg_exec(f.db, "ALTER TABLE shardgate_new_1.orders DISABLE TRIGGER ALL;"
+                      "DELETE FROM shardgate_new_1.orders WHERE id = 17;"
+                      "UPDATE shardgate_new_1.orders SET note = 'x' WHERE id = 42");
+    const char *const want[] = {"the new public.orders differs from the old one", "key (17)",
+                                "only in the old table", "key (42): differs", NULL};
+    free(sgt_shardgate_fails(EXIT_MISMATCH, MIGRATE(f, "--chunk-rows", "500"), want));
+    assert_value(&f,
+                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                 " WHERE attrelid = 'orders'::regclass AND attname = 'qty'",
+                 "integer");
+    assert_value(&f, "SELECT step FROM shardgate.bluegreen WHERE version = 1", "indexed");
+    teardown(&f);
+}
+END_TEST
+
+/* What would stay with the old table is refused before anything is made,
+ * naming it. */
+START_TEST(dependent_objects_are_refused)
+{
+    fixture f = setup("dependents", 10);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    sgt_pg_exec(f.db, "CREATE VIEW big_orders AS SELECT * FROM orders WHERE qty > 10;"
+                      "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS"
+                      " $$BEGIN RETURN NEW; END$$;"
+                      "CREATE TRIGGER audit BEFORE UPDATE ON orders FOR EACH ROW"
+                      " EXECUTE FUNCTION touch()");
+    const char *const want[] = {"public.orders cannot be changed blue-green: view big_orders",
+                                "also: trigger audit", NULL};
+    free(sgt_shardgate_fails(EXIT_USAGE, MIGRATE(f, "--chunk-rows", "500"), want));
+    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
+                 "0");
+    teardown(&f);
+}
+END_TEST
+
+int main(void)
+{
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    pg = sgt_pg_start();
+    Suite *s = suite_create("bluegreen_faults");
+    TCase *tc = tcase_create("faults");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, copy_waits_for_a_lagging_standby);
+    tcase_add_test(tc, write_refused_by_the_new_shape_stops_the_change);
+    tcase_add_test(tc, revert_refused_when_the_old_table_lost_a_write);
+    tcase_add_test(tc, tampered_shadow_table_is_caught);
+    tcase_add_test(tc, dependent_objects_are_refused);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    sgt_pg_stop(pg);
+    char *rm = sgt_asprintf("rm -rf %s", root);
+    sgt_sh(rm);
+    free(rm);
+    return failed ? 1 : 0;
+}
