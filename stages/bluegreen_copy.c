@@ -32,6 +32,8 @@
 #define PROGRESS_EVERY_MS 2000
 /* consecutive chunks that time out on a lock before the copy gives up */
 #define MAX_CHUNK_FAILURES 50
+/* key columns a copy can page by: PostgreSQL's indexes take at most 32 */
+#define SG_BG_MAX_KEY 32
 
 static void sleep_ms(uint64_t ms)
 {
@@ -50,43 +52,101 @@ static const sg_bg_column *blue_column(const sg_bg *b, const char *name)
     return NULL;
 }
 
-/* The chunk statement: $1..$k the last key (when after), $k+1 the rows. */
-static char *chunk_sql(const sg_bg *b, bool after, sg_error *err)
+/* The statements of the copy, over blue's key columns k:
+ *   end        the highest key when the copy starts: rows above it were
+ *              written since the triggers exist, so green has them already
+ *              (without the bound, a table that grows at its end would keep
+ *              the copy chasing it);
+ *   bound      the key `rows` rows after the last one copied, at most end;
+ *   copy       copies the rows in (last, upper], FOR SHARE.
+ * The chunk is a range of keys fixed before the rows are read: a row whose
+ * key a writer changes while the chunk waits for it is re-checked against
+ * the range, so a key moved far ahead cannot stretch the chunk over rows it
+ * never read. [1] of bound and copy are for chunks after the first. */
+typedef struct copy_sql {
+    char *end, *bound[2], *copy[2];
+} copy_sql;
+
+static void copy_sql_clear(copy_sql *q)
 {
-    sg_bg_text t = {0}, order = {0}, last = {0};
-    char *upsert = sg_bg_upsert_sql(&b->forward, b->shadow, "chunk", false, err);
-    if (!upsert)
-        return NULL;
+    free(q->end);
+    for (int i = 0; i < 2; i++) {
+        free(q->bound[i]);
+        free(q->copy[i]);
+    }
+}
+
+/* "b.k1, b.k2", "b.k1::text, ...", or "$i::t1, $i+1::t2" */
+static void key_list(sg_bg_text *t, const sg_bg *b, const char *suffix, size_t param)
+{
     for (size_t k = 0; k < b->blue.nkey; k++) {
         char *q = sg_bg_quote(b->blue.key[k]);
-        if (!q) {
-            order.failed = true;
-            continue;
-        }
-        sg_bg_add(&order, "%sb.%s", k ? ", " : "", q);
-        sg_bg_add(&last, "%sb.%s::text", k ? ", " : "", q);
+        if (!q)
+            t->failed = true;
+        else if (param)
+            sg_bg_add(t, "%s$%zu::%s", k ? ", " : "", param + k,
+                      blue_column(b, b->blue.key[k])->type);
+        else
+            sg_bg_add(t, "%sb.%s%s", k ? ", " : "", q, suffix);
         free(q);
     }
-    sg_bg_add(&t, "WITH chunk AS (SELECT * FROM ONLY %s AS b", b->live);
-    if (after && order.data) {
-        sg_bg_add(&t, " WHERE (%s) > (", order.data);
-        for (size_t k = 0; k < b->blue.nkey; k++)
-            sg_bg_add(&t, "%s$%zu::%s", k ? ", " : "", k + 1, blue_column(b, b->blue.key[k])->type);
-        sg_bg_add(&t, ")");
+}
+
+/* WHERE [(k) > (last) AND] (k) <= (upper): last in $1.., upper after it */
+static void key_range(sg_bg_text *t, const sg_bg *b, bool after)
+{
+    size_t n = b->blue.nkey;
+    sg_bg_add(t, " WHERE ");
+    if (after) {
+        sg_bg_add(t, "(");
+        key_list(t, b, "", 0);
+        sg_bg_add(t, ") > (");
+        key_list(t, b, "", 1);
+        sg_bg_add(t, ") AND ");
     }
-    if (order.data && last.data)
-        sg_bg_add(&t,
-                  " ORDER BY %s LIMIT $%zu FOR SHARE),"
-                  " copied AS (%s)"
-                  " SELECT (SELECT count(*) FROM chunk), %s FROM chunk AS b"
-                  " ORDER BY %s DESC LIMIT 1",
-                  order.data, after ? b->blue.nkey + 1 : 1, upsert, last.data, order.data);
-    else
-        t.failed = true;
+    sg_bg_add(t, "(");
+    key_list(t, b, "", 0);
+    sg_bg_add(t, ") <= (");
+    key_list(t, b, "", after ? n + 1 : 1);
+    sg_bg_add(t, ")");
+}
+
+static int copy_sql_build(copy_sql *q, const sg_bg *b, sg_error *err)
+{
+    char *upsert = sg_bg_upsert_sql(&b->forward, b->shadow, "chunk", false, err);
+    sg_bg_text t = {0};
+    if (!upsert)
+        return err->code;
+    memset(q, 0, sizeof(*q));
+    sg_bg_add(&t, "SELECT ");
+    key_list(&t, b, "::text", 0);
+    sg_bg_add(&t, " FROM ONLY %s AS b ORDER BY ", b->live);
+    key_list(&t, b, " DESC", 0);
+    sg_bg_add(&t, " LIMIT 1");
+    q->end = sg_bg_text_take(&t, err);
+    for (int after = 0; q->end && after < 2; after++) {
+        size_t offset_param = (after ? 2 : 1) * b->blue.nkey + 1;
+        sg_bg_add(&t, "SELECT ");
+        key_list(&t, b, "::text", 0);
+        sg_bg_add(&t, " FROM ONLY %s AS b", b->live);
+        key_range(&t, b, after);
+        sg_bg_add(&t, " ORDER BY ");
+        key_list(&t, b, "", 0);
+        sg_bg_add(&t, " OFFSET $%zu LIMIT 1", offset_param);
+        if (!(q->bound[after] = sg_bg_text_take(&t, err)))
+            break;
+        sg_bg_add(&t, "WITH chunk AS (SELECT * FROM ONLY %s AS b", b->live);
+        key_range(&t, b, after);
+        sg_bg_add(&t, " FOR SHARE), copied AS (%s) SELECT count(*) FROM chunk", upsert);
+        if (!(q->copy[after] = sg_bg_text_take(&t, err)))
+            break;
+    }
     free(upsert);
-    sg_bg_text_free(&order);
-    sg_bg_text_free(&last);
-    return sg_bg_text_take(&t, err);
+    if (!q->copy[1]) {
+        copy_sql_clear(q);
+        return err->code ? err->code : sg_error_set(err, SG_E_NOMEM, "out of memory");
+    }
+    return 0;
 }
 
 /* {"a","b"} for text[], every element quoted. */
@@ -197,81 +257,117 @@ static bool progress_line(const sg_bg *b, copy_progress *p, bool last)
     return true;
 }
 
-/* Runs one chunk and records its progress, in one transaction. *rows gets
- * how many rows it read (0: the copy is done). */
-static int copy_chunk(sg_bg *b, const char *first_sql, const char *next_sql, uint64_t limit,
-                      int64_t *rows, sg_error *err)
+static int keys_dup(char ***out, PGresult *res, size_t n)
+{
+    char **keys = sg_calloc(n ? n : 1, sizeof(*keys));
+    bool ok = keys != NULL;
+    for (size_t k = 0; ok && k < n; k++)
+        ok = (keys[k] = sg_strdup(PQgetvalue(res, 0, (int)k))) != NULL;
+    if (!ok) {
+        for (size_t k = 0; keys && k < n; k++)
+            free(keys[k]);
+        free(keys);
+        return -1;
+    }
+    *out = keys;
+    return 0;
+}
+
+static int keys_dup_strings(char ***out, char *const *src, size_t n)
+{
+    char **keys = sg_calloc(n ? n : 1, sizeof(*keys));
+    bool ok = keys != NULL;
+    for (size_t k = 0; ok && k < n; k++)
+        ok = (keys[k] = sg_strdup(src[k])) != NULL;
+    if (!ok) {
+        for (size_t k = 0; keys && k < n; k++)
+            free(keys[k]);
+        free(keys);
+        return -1;
+    }
+    *out = keys;
+    return 0;
+}
+
+static void keys_free(char **keys, size_t n)
+{
+    for (size_t k = 0; keys && k < n; k++)
+        free(keys[k]);
+    free(keys);
+}
+
+/* Copies the next chunk, up to `end`, and records its progress, in one
+ * transaction. *rows gets how many rows it copied; *finished is set when
+ * the chunk reached the end. */
+static int copy_chunk(sg_bg *b, const copy_sql *q, char **end, uint64_t limit, int64_t *rows,
+                      bool *finished, sg_error *err)
 {
     PGconn *conn = b->e->conn;
     PGresult *res = NULL;
-    const char *params[32];
-    char limit_text[24], version[24], count_text[24];
-    char *key_literal = NULL;
-    size_t nkey = b->state.last_key ? b->state.last_key_count : 0;
+    size_t n = b->blue.nkey;
+    bool after = b->state.last_key != NULL;
+    const char *params[2 * SG_BG_MAX_KEY + 1];
+    char offset[24], version[24], count_text[24], lock_sql[64];
+    char **upper = NULL, *key_literal = NULL;
+    size_t p = 0;
     int rc;
-    if (nkey > 30)
-        return sg_error_set(err, SG_E_USAGE, "%s: a key of %zu columns is too wide to copy by",
-                            b->m->file, nkey);
-    for (size_t k = 0; k < nkey; k++)
-        params[k] = b->state.last_key[k];
-    snprintf(limit_text, sizeof(limit_text), "%" PRIu64, limit);
-    params[nkey] = limit_text;
     *rows = 0;
-    char lock_sql[64];
+    for (size_t k = 0; after && k < n; k++)
+        params[p++] = b->state.last_key[k];
+    for (size_t k = 0; k < n; k++)
+        params[p++] = end[k];
+    snprintf(offset, sizeof(offset), "%" PRIu64, limit - 1);
+    params[p] = offset;
     snprintf(lock_sql, sizeof(lock_sql), "SET LOCAL lock_timeout = %d", CHUNK_LOCK_TIMEOUT_MS);
     if ((rc = sg_pg_exec(conn, "BEGIN", err)) < 0)
         return rc;
     if ((rc = sg_pg_exec(conn, lock_sql, err)) < 0 ||
-        (rc = sg_pg_query_params(&res, conn, nkey ? next_sql : first_sql, (int)nkey + 1, params,
+        (rc = sg_pg_query_params(&res, conn, q->bound[after], (int)p + 1, params, err)) < 0)
+        goto done;
+    /* no row `limit` rows on: this chunk runs to the end */
+    *finished = PQntuples(res) == 0;
+    if (!*finished && keys_dup(&upper, res, n) < 0) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t k = 0; k < n; k++)
+        params[(after ? n : 0) + k] = upper ? upper[k] : end[k];
+    PQclear(res);
+    if ((rc = sg_pg_query_params(&res, conn, q->copy[after], (int)(after ? 2 * n : n), params,
                                  err)) < 0)
         goto done;
-    if (PQntuples(res) == 0)
-        goto done; /* nothing left: commit the empty transaction */
     *rows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    char *key[32];
-    for (size_t k = 0; k < b->blue.nkey && k < 32; k++)
-        key[k] = PQgetvalue(res, 0, (int)k + 1);
-    if (!(key_literal = array_literal(key, b->blue.nkey))) {
+    if (!(key_literal = array_literal(upper ? upper : end, n))) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
         goto done;
     }
     snprintf(version, sizeof(version), "%" PRId64, b->m->version);
     snprintf(count_text, sizeof(count_text), "%" PRId64, *rows);
     const char *progress[] = {key_literal, count_text, version};
-    if ((rc = sg_pg_exec_params(conn,
-                                "UPDATE shardgate.bluegreen SET last_key = $1::text[],"
-                                " rows_copied = rows_copied + $2::bigint, updated_at = now()"
-                                " WHERE version = $3",
-                                3, progress, err)) < 0)
-        goto done;
-    /* the new last key, for the next chunk */
-    char **copy = sg_calloc(b->blue.nkey, sizeof(*copy));
-    bool ok = copy != NULL;
-    for (size_t k = 0; ok && k < b->blue.nkey; k++)
-        ok = (copy[k] = sg_strdup(key[k])) != NULL;
-    if (!ok) {
-        for (size_t k = 0; copy && k < b->blue.nkey; k++)
-            free(copy[k]);
-        free(copy);
-        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-        goto done;
-    }
-    for (size_t k = 0; k < b->state.last_key_count; k++)
-        free(b->state.last_key[k]);
-    free(b->state.last_key);
-    b->state.last_key = copy;
-    b->state.last_key_count = b->blue.nkey;
+    rc = sg_pg_exec_params(conn,
+                           "UPDATE shardgate.bluegreen SET last_key = $1::text[],"
+                           " rows_copied = rows_copied + $2::bigint, updated_at = now()"
+                           " WHERE version = $3",
+                           3, progress, err);
 done:
     PQclear(res);
     free(key_literal);
-    if (rc == 0) {
-        rc = sg_pg_exec(conn, "COMMIT", err);
-        if (rc == 0)
-            b->state.rows_copied += *rows;
-    } else if (PQstatus(conn) == CONNECTION_OK) {
+    if (rc == 0 && (rc = sg_pg_exec(conn, "COMMIT", err)) == 0) {
+        b->state.rows_copied += *rows;
+        /* the chunk's upper key is the next one's lower: the state owns it */
+        if (!upper && keys_dup_strings(&upper, end, n) < 0)
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        if (rc == 0) {
+            keys_free(b->state.last_key, b->state.last_key_count);
+            b->state.last_key = upper;
+            b->state.last_key_count = n;
+            upper = NULL;
+        }
+    } else if (rc < 0 && PQstatus(conn) == CONNECTION_OK) {
         PGresult *r = PQexec(conn, "ROLLBACK");
         PQclear(r);
     }
+    keys_free(upper, n);
     return rc;
 }
 
@@ -311,33 +407,49 @@ static uint64_t adapt(uint64_t rows, uint64_t elapsed_ms, uint64_t target_ms, ui
     return rows > max_rows ? max_rows : rows;
 }
 
+/* The highest key now (NULL: the table is empty). */
+static int end_key(char ***out, sg_bg *b, const copy_sql *q, sg_error *err)
+{
+    PGresult *res = NULL;
+    int rc = sg_pg_query(&res, b->e->conn, q->end, err);
+    *out = NULL;
+    if (rc == 0 && PQntuples(res) == 1 && keys_dup(out, res, b->blue.nkey) < 0)
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+    PQclear(res);
+    return rc;
+}
+
 int sg_bg_backfill(sg_bg *b, sg_error *err)
 {
     const sg_bluegreen_options *o = &b->e->opts->bluegreen;
-    char *first_sql = chunk_sql(b, false, err), *next_sql = NULL;
+    copy_sql q;
+    char **end = NULL;
     uint64_t rows = o->chunk_rows ? o->chunk_rows : 5000;
     /* adapting may grow a chunk to this many rows, and no further */
     uint64_t max_rows = rows * 20;
     unsigned failures = 0;
-    bool first = true;
-    int rc = 0;
+    bool first = true, finished = false;
+    int rc;
     copy_progress p = {.started = sg_monotonic_ms(),
                        .rows_at_start = b->state.rows_copied,
                        .total = estimated_rows(b)};
     p.last_line = p.started;
-    if (!first_sql || !(next_sql = chunk_sql(b, true, err))) {
-        rc = err->code;
+    if (b->blue.nkey > SG_BG_MAX_KEY)
+        return sg_error_set(err, SG_E_USAGE, "%s: a key of %zu columns is too wide to copy by",
+                            b->m->file, b->blue.nkey);
+    if ((rc = copy_sql_build(&q, b, err)) < 0)
+        return rc;
+    if ((rc = end_key(&end, b, &q, err)) < 0 || !end)
         goto done;
-    }
     if (b->state.last_key)
         sg_log(SG_LOG_INFO, "%s: copy resumes after %" PRId64 " rows", b->m->file,
                b->state.rows_copied);
-    for (;;) {
+    while (!finished) {
         int64_t copied = 0;
         if ((rc = sg_interrupt_check(err)) < 0 || (rc = throttle(b, err)) < 0)
             goto done;
         uint64_t start = sg_monotonic_ms();
-        rc = copy_chunk(b, first_sql, next_sql, rows, &copied, err);
+        rc = copy_chunk(b, &q, end, rows, &copied, &finished, err);
         if (rc < 0 &&
             (strcmp(err->sqlstate, "55P03") == 0 || strcmp(err->sqlstate, "40P01") == 0) &&
             ++failures < MAX_CHUNK_FAILURES) {
@@ -360,8 +472,6 @@ int sg_bg_backfill(sg_bg *b, sg_error *err)
             goto done;
         }
         failures = 0;
-        if (copied == 0)
-            break;
         if (first)
             sg_bg_fault("chunk");
         first = false;
@@ -369,13 +479,13 @@ int sg_bg_backfill(sg_bg *b, sg_error *err)
         /* a write the new shape refuses dooms the change: stop early */
         if (progress_line(b, &p, false) && (rc = sg_bg_check_sync_errors(b, "forward", err)) < 0)
             goto done;
-        if (o->chunk_pause_ms)
+        if (!finished && o->chunk_pause_ms)
             sleep_ms(o->chunk_pause_ms);
     }
     progress_line(b, &p, true);
 done:
-    free(first_sql);
-    free(next_sql);
+    keys_free(end, b->blue.nkey);
+    copy_sql_clear(&q);
     return rc;
 }
 
