@@ -458,6 +458,21 @@ static void on_shard(void *ctx, size_t shard, const sg_shard_outcome *outcome, i
     save(r);
 }
 
+static void on_bluegreen(void *ctx, size_t shard, int64_t version, sg_bluegreen_step step,
+                         double lock_ms)
+{
+    runner *r = ctx;
+    sg_error err = {0};
+    long j = journal_index(r, shard);
+    if (j < 0)
+        return;
+    if (sg_journal_bluegreen_step(r->journal, (size_t)j, version, sg_bluegreen_step_name(step),
+                                  lock_ms, &err) < 0)
+        sg_log(SG_LOG_WARNING, "cannot record blue-green step %s of version %" PRId64 ": %s",
+               sg_bluegreen_step_name(step), version, err.message);
+    save(r);
+}
+
 static void on_stage(void *ctx, size_t stage, sg_stage_state state)
 {
     runner *r = ctx;
@@ -596,7 +611,7 @@ static void run_options_fill(sg_run_options *o, runner *r, const run_settings *s
                           .selected = r->p.selected,
                           .jobs = s->jobs,
                           .pg_bindir = s->pg_bindir,
-                          .hooks = {r, on_gate, on_shard, on_stage, on_rollback}};
+                          .hooks = {r, on_gate, on_shard, on_stage, on_rollback, on_bluegreen}};
 }
 
 static int refuse_lint(const pipeline *p, sg_error *err)

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include "common/json.h"
 #include "common/layout.h"
 #include "common/mem.h"
+#include "stages/bluegreen.h"
 
 #define KEY_PREFIX "runs/"
 #define KEY_SUFFIX "/journal.json"
@@ -30,6 +32,11 @@ static const char *const shard_state_names[] = {
     "applied", "verified", "done",        "failed",   "rolled-back"};
 static const char *stage_state_names[SG_STAGE_ROLLED_BACK + 1];
 static const char *gate_names[SG_GATE_COUNT];
+/* The steps a blue-green change goes through: all but SG_BLUEGREEN_NONE. */
+#define BLUEGREEN_STEPS ((int)SG_BLUEGREEN_FINALIZED)
+static const char *bluegreen_step_names[BLUEGREEN_STEPS];
+
+static void init(void);
 
 /* What the gates before a gate leave a shard in, and what the gate does. */
 static const sg_shard_state state_before[SG_GATE_COUNT] = {SG_SHARD_LOCKED, SG_SHARD_SNAPSHOTTED,
@@ -194,8 +201,10 @@ void sg_journal_free(sg_journal *j)
         return;
     for (size_t i = 0; i < j->nstages; i++)
         free(j->stages[i].name);
-    for (size_t i = 0; i < j->nshards; i++)
+    for (size_t i = 0; i < j->nshards; i++) {
         free(j->shards[i].name);
+        free(j->shards[i].bluegreen);
+    }
     free(j->stages);
     free(j->shards);
     free(j->pipeline);
@@ -364,6 +373,63 @@ void sg_journal_shard_outcome(sg_journal *j, size_t shard, const sg_shard_outcom
     s->tables_verified = outcome->tables_verified;
 }
 
+static bool bluegreen_step_known(const char *step)
+{
+    for (int i = 0; i < BLUEGREEN_STEPS; i++)
+        if (strcmp(bluegreen_step_names[i], step) == 0)
+            return true;
+    return false;
+}
+
+/* A lock is kept to the microsecond (finer is scheduling noise): below
+ * 10^12 ms that is at most 15 significant digits, so it is written short
+ * ("0.3", not "0.29999999999999999") and read back exact. -1: none. */
+static double lock_of(double ms)
+{
+    if (!(ms >= 0) || !isfinite(ms))
+        return -1;
+    return ms < 1e12 ? (double)(uint64_t)(ms * 1000 + 0.5) / 1000 : ms;
+}
+
+/* Appends within the list's implicit capacity (sg_array_grow). */
+static int bluegreen_append(sg_journal_shard *s, const sg_journal_bluegreen *step, sg_error *err)
+{
+    sg_journal_bluegreen *grown = sg_array_grow(s->bluegreen, s->nbluegreen, sizeof(*grown));
+    if (!grown)
+        return nomem(err);
+    s->bluegreen = grown;
+    s->bluegreen[s->nbluegreen++] = *step;
+    return 0;
+}
+
+int sg_journal_bluegreen_step(sg_journal *j, size_t shard, int64_t version, const char *step,
+                              double lock_ms, sg_error *err)
+{
+    sg_journal_shard *s = &j->shards[shard];
+    sg_journal_bluegreen e = {.version = version, .lock_ms = lock_of(lock_ms)}, *same = NULL;
+    int rc;
+
+    init();
+    if (version < 1)
+        return sg_error_set(err, SG_E_INTERNAL,
+                            "journal: shard %s: invalid blue-green version %" PRId64, s->name,
+                            version);
+    if (!bluegreen_step_known(step))
+        return sg_error_set(err, SG_E_INTERNAL, "journal: shard %s: unknown blue-green step \"%s\"",
+                            s->name, step);
+    memcpy(e.step, step, strlen(step) + 1);
+    now_utc(e.at);
+    for (size_t i = 0; i < s->nbluegreen && !same; i++)
+        if (s->bluegreen[i].version == version && strcmp(s->bluegreen[i].step, step) == 0)
+            same = &s->bluegreen[i];
+    if (same)
+        *same = e;
+    else if ((rc = bluegreen_append(s, &e, err)) < 0)
+        return rc;
+    memcpy(j->updated_at, e.at, sizeof(j->updated_at));
+    return 0;
+}
+
 void sg_journal_stage_state(sg_journal *j, size_t stage, sg_stage_state state)
 {
     sg_journal_stage *st = &j->stages[stage];
@@ -479,6 +545,36 @@ static json_t *gate_json(builder *b, const sg_journal_gate_entry *g, const char 
     return o;
 }
 
+/* A step is written only as the reader takes it back, so that a run can
+ * always be resumed from its journal; lock_ms only when it has one
+ * (lock_of keeps it finite). */
+static json_t *bluegreen_json(builder *b, const sg_journal_shard *s, size_t index)
+{
+    char field[96];
+    json_t *list = json_array();
+    for (size_t i = 0; i < s->nbluegreen && b->rc == 0; i++) {
+        const sg_journal_bluegreen *e = &s->bluegreen[i];
+        json_t *o;
+        snprintf(field, sizeof(field), "shards[%zu].bluegreen[%zu]", index, i);
+        if (e->version < 1 || !bluegreen_step_known(e->step) || !is_utc_time(e->at)) {
+            b->rc = sg_error_set(
+                b->err, SG_E_INTERNAL,
+                "journal: %s: invalid blue-green step \"%.*s\" of version %" PRId64 " at \"%.*s\"",
+                field, (int)sizeof(e->step), e->step, e->version, (int)sizeof(e->at), e->at);
+            break;
+        }
+        o = json_object();
+        put(b, o, "version", json_integer(e->version));
+        put(b, o, "step", json_string(e->step));
+        put(b, o, "at", json_string(e->at));
+        if (e->lock_ms >= 0)
+            put(b, o, "lock_ms", json_real(e->lock_ms));
+        if (json_array_append_new(list, o) < 0 && b->rc == 0)
+            b->rc = nomem(b->err);
+    }
+    return list;
+}
+
 static json_t *shard_json(builder *b, const sg_journal *j, size_t index)
 {
     const sg_journal_shard *s = &j->shards[index];
@@ -504,6 +600,8 @@ static json_t *shard_json(builder *b, const sg_journal *j, size_t index)
         put(b, gates, gate_names[g], gate_json(b, &s->gates[g], field));
     }
     put(b, o, "gates", gates);
+    if (s->nbluegreen)
+        put(b, o, "bluegreen", bluegreen_json(b, s, index));
     if (s->has_failure) {
         snprintf(field, sizeof(field), "shards[%zu].failure", index);
         failure = json_object();
@@ -560,6 +658,8 @@ static void names_init(void)
         stage_state_names[s] = sg_stage_state_name((sg_stage_state)s);
     for (int g = 0; g < SG_GATE_COUNT; g++)
         gate_names[g] = sg_gate_name((sg_gate)g);
+    for (int i = 0; i < BLUEGREEN_STEPS; i++)
+        bluegreen_step_names[i] = sg_bluegreen_step_name((sg_bluegreen_step)(i + 1));
 }
 
 /* The name tables come from the modules that own the enums. */
@@ -593,8 +693,9 @@ int sg_journal_to_json(char **out, const sg_journal *j, sg_error *err)
         goto done;
     }
     /* Every string was made by json_string, so it is valid UTF-8: only an
-     * allocation can fail the dump. */
-    if (json_dump_callback(root, dump_callback, &buf, JSON_COMPACT) < 0 ||
+     * allocation can fail the dump. The only reals are lock times, kept to
+     * the microsecond (lock_of): 15 digits write them short and exact. */
+    if (json_dump_callback(root, dump_callback, &buf, JSON_COMPACT | JSON_REAL_PRECISION(15)) < 0 ||
         sg_buf_append(&buf, "\n", 1, NULL) < 0 || sg_buf_terminate(&buf, NULL) < 0) {
         rc = nomem(err);
         goto done;
@@ -854,6 +955,98 @@ static int parse_failure(sg_journal_shard *s, const jctx *c, json_t *obj)
     return 0;
 }
 
+static int parse_bluegreen_step(sg_journal_bluegreen *e, const jctx *c, json_t *obj)
+{
+    static const char *const known[] = {"version", "step", "at", "lock_ms", NULL};
+    json_t *lock;
+    int step = 0, rc;
+
+    if (!json_is_object(obj))
+        return field_error(c, NULL, "must be an object");
+    if ((rc = known_only(c, obj, known)) < 0 ||
+        (rc = get_int(&e->version, c, obj, "version", 1, INT64_MAX)) < 0 ||
+        (rc = get_enum(&step, c, obj, "step", bluegreen_step_names, BLUEGREEN_STEPS,
+                       "blue-green step")) < 0 ||
+        (rc = get_time(e->at, c, obj, "at", false)) < 0)
+        return rc;
+    memcpy(e->step, bluegreen_step_names[step], strlen(bluegreen_step_names[step]) + 1);
+    e->lock_ms = -1;
+    if (!(lock = json_object_get(obj, "lock_ms")))
+        return 0;
+    if (!json_is_number(lock))
+        return field_error(c, "lock_ms", "must be a number");
+    if (json_number_value(lock) < 0)
+        return field_error(c, "lock_ms", "must be a number from 0");
+    e->lock_ms = json_number_value(lock);
+    return 0;
+}
+
+static int bluegreen_cmp(const void *a, const void *b, void *arg)
+{
+    const sg_journal_bluegreen *list = arg;
+    size_t i = *(const size_t *)a, k = *(const size_t *)b;
+    int c;
+    if (list[i].version != list[k].version)
+        return list[i].version < list[k].version ? -1 : 1;
+    if ((c = strcmp(list[i].step, list[k].step)) != 0)
+        return c;
+    return i < k ? -1 : i > k;
+}
+
+/* Each version's steps are in the list once (sg_journal_bluegreen_step
+ * replaces a repeat). Checked by sorting, not pair by pair, so that a
+ * crafted journal cannot make loading quadratic; the repeat named is the
+ * first in the list. */
+static int bluegreen_unique(const sg_journal_shard *s, const jctx *c)
+{
+    size_t *order = NULL, repeat = SIZE_MAX;
+    jctx sub;
+    int rc = 0;
+
+    if (s->nbluegreen < 2)
+        return 0;
+    if (!(order = sg_malloc(s->nbluegreen * sizeof(*order))))
+        return nomem(c->err);
+    for (size_t i = 0; i < s->nbluegreen; i++)
+        order[i] = i;
+    qsort_r(order, s->nbluegreen, sizeof(*order), bluegreen_cmp, s->bluegreen);
+    for (size_t i = 1; i < s->nbluegreen; i++) {
+        const sg_journal_bluegreen *x = &s->bluegreen[order[i - 1]], *y = &s->bluegreen[order[i]];
+        if (x->version == y->version && strcmp(x->step, y->step) == 0 && order[i] < repeat)
+            repeat = order[i];
+    }
+    if (repeat != SIZE_MAX) {
+        enter(&sub, c, "bluegreen", (long)repeat);
+        rc = field_error(&sub, NULL, "duplicate step \"%s\" of version %" PRId64,
+                         s->bluegreen[repeat].step, s->bluegreen[repeat].version);
+    }
+    free(order);
+    return rc;
+}
+
+/* Optional: journals written before blue-green changes have none. */
+static int parse_bluegreen(sg_journal_shard *s, const jctx *c, json_t *obj)
+{
+    json_t *list = json_object_get(obj, "bluegreen"), *item;
+    size_t i;
+    jctx sub;
+    int rc;
+
+    if (!list)
+        return 0;
+    if (!json_is_array(list))
+        return field_error(c, "bluegreen", "must be an array");
+    json_array_foreach(list, i, item)
+    {
+        sg_journal_bluegreen e = {0};
+        enter(&sub, c, "bluegreen", (long)i);
+        if ((rc = parse_bluegreen_step(&e, &sub, item)) < 0 ||
+            (rc = bluegreen_append(s, &e, c->err)) < 0)
+            return rc;
+    }
+    return bluegreen_unique(s, c);
+}
+
 static int parse_shard(sg_journal *j, sg_journal_shard *s, const jctx *c, json_t *obj)
 {
     static const char *const known[] = {"name",
@@ -868,6 +1061,7 @@ static int parse_shard(sg_journal *j, sg_journal_shard *s, const jctx *c, json_t
                                         "live_fingerprint",
                                         "tables_verified",
                                         "gates",
+                                        "bluegreen",
                                         "failure",
                                         NULL};
     const char *name = NULL, *stage = NULL;
@@ -904,7 +1098,7 @@ static int parse_shard(sg_journal *j, sg_journal_shard *s, const jctx *c, json_t
         (rc = get_hex64(s->rehearsal_fingerprint, c, obj, "rehearsal_fingerprint", true)) < 0 ||
         (rc = get_hex64(s->live_fingerprint, c, obj, "live_fingerprint", true)) < 0 ||
         (rc = get_size(&s->tables_verified, c, obj, "tables_verified")) < 0 ||
-        (rc = parse_gates(s, c, obj)) < 0)
+        (rc = parse_gates(s, c, obj)) < 0 || (rc = parse_bluegreen(s, c, obj)) < 0)
         return rc;
     return parse_failure(s, c, obj);
 }
@@ -1486,12 +1680,19 @@ int sg_journal_merge(sg_journal **out, sg_journal *const *parts, size_t nparts, 
     if (total)
         qsort(refs, total, sizeof(*refs), stage_then_name);
     for (size_t i = 0; i < total; i++) {
-        j->shards[i] = *refs[i].shard;
-        if (!(j->shards[i].name = sg_strdup(refs[i].shard->name))) {
+        const sg_journal_shard *from = refs[i].shard;
+        sg_journal_shard *to = &j->shards[i];
+        *to = *from;
+        to->bluegreen = NULL;
+        to->nbluegreen = 0;
+        if (!(to->name = sg_strdup(from->name))) {
             rc = nomem(err);
             goto done;
         }
         j->nshards++;
+        for (size_t k = 0; k < from->nbluegreen; k++)
+            if ((rc = bluegreen_append(to, &from->bluegreen[k], err)) < 0)
+                goto done;
     }
     if ((rc = index_names(j, &dup, err)) < 0)
         goto done;

@@ -13,12 +13,17 @@
  *                "live_fingerprint", "tables_verified",
  *                "gates": {"snapshot": {"started_at", "ran", "error", "ms",
  *                                       "message"}, ...},
+ *                "bluegreen": [{"version": 7, "step": "cut-over", "at",
+ *                               "lock_ms": 12.5}, ...],
  *                "failure": null or {"gate", "error", "message"}}]}
  *
  * Times are UTC, to the second; a time, snapshot id or fingerprint not yet
  * known is null; a gate that has not started is left out; "error" is the
  * class of an error code (sg_error_class), null for none. Every field is
- * required and no other is allowed. */
+ * required and no other is allowed, but for two: a shard's "bluegreen" is
+ * left out while it has no steps (journals written before blue-green
+ * changes have none), and a step's "lock_ms" is there only for a cut-over
+ * or a swap back. */
 #ifndef SG_PIPELINE_JOURNAL_H
 #define SG_PIPELINE_JOURNAL_H
 
@@ -87,6 +92,14 @@ typedef struct sg_journal_failure {
     char message[SG_JOURNAL_MESSAGE_MAX];
 } sg_journal_failure;
 
+/* One step of a blue-green change on a shard's live database, as it happened. */
+typedef struct sg_journal_bluegreen {
+    int64_t version;
+    char step[16];                /* sg_bluegreen_step_name() */
+    char at[SG_JOURNAL_TIME_MAX]; /* when it was recorded, UTC like the journal's other times */
+    double lock_ms;               /* the table's lock at a cut-over or swap back; -1 otherwise */
+} sg_journal_bluegreen;
+
 typedef struct sg_journal_shard {
     char *name;
     size_t stage; /* index into the journal's stages */
@@ -101,6 +114,8 @@ typedef struct sg_journal_shard {
     size_t tables_verified;
     bool has_failure; /* the shard failed at failure.gate (kept once rolled back) */
     sg_journal_failure failure;
+    sg_journal_bluegreen *bluegreen; /* the steps of its blue-green changes, owned */
+    size_t nbluegreen;
 } sg_journal_shard;
 
 typedef struct sg_journal_stage {
@@ -174,6 +189,16 @@ void sg_journal_gate(sg_journal *j, size_t shard, sg_gate gate, const sg_gate_re
  * kept. */
 void sg_journal_shard_outcome(sg_journal *j, size_t shard, const sg_shard_outcome *outcome);
 
+/* Appends a blue-green step of version to shard's list, as the engine
+ * commits it (a step recorded again for the same version, as a resumed run
+ * does, replaces the earlier entry: the list has each version's steps once,
+ * in the order first reached). lock_ms is kept to the microsecond; a
+ * negative one means none. SG_E_INTERNAL for a version below 1 or a step
+ * that sg_bluegreen_step_name does not name; SG_E_NOMEM leaves the list as
+ * it was. */
+int sg_journal_bluegreen_step(sg_journal *j, size_t shard, int64_t version, const char *step,
+                              double lock_ms, sg_error *err);
+
 /* Sets a stage's state; running stamps started_at (the first time), done,
  * failed and rolled-back stamp finished_at. */
 void sg_journal_stage_state(sg_journal *j, size_t stage, sg_stage_state state);
@@ -225,7 +250,8 @@ int sg_journal_list(char ***run_ids, size_t *count, sg_store *store, sg_error *e
 void sg_journal_list_free(char **run_ids, size_t count);
 
 /* Merges the journals of the partitions of one run into one journal of
- * them all (partition 0/0): shards stage by stage, by name within a stage;
+ * them all (partition 0/0): shards stage by stage, by name within a stage,
+ * each with its blue-green steps;
  * a stage in the state that tells most (failed, rolled-back, running,
  * soaking over the others; done or pending only when every part agrees);
  * the run failed, rolled back or halted if any part is (in that order),

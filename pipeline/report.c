@@ -3,10 +3,12 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "common/buf.h"
 #include "common/file.h"
 #include "common/report_text.h"
+#include "stages/bluegreen.h"
 
 /* A sample's value: an integer, or seconds to the millisecond. */
 #define VALUE_MAX 32
@@ -133,6 +135,38 @@ static int append_shard_metrics(sg_buf *b, const sg_journal *j, sg_error *err)
     return rc;
 }
 
+/* Per shard and version, the lock its blue-green cut-over took: the one
+ * moment a blue-green change blocks the table. The family is left out of a
+ * run without one, so a fleet that never runs such a change is not told of
+ * it. */
+static int append_bluegreen_metrics(sg_buf *b, const sg_journal *j, sg_error *err)
+{
+    static const char name[] = "shardgate_run_bluegreen_lock_seconds";
+    bool any = false;
+    int rc = 0;
+    for (size_t i = 0; i < j->nshards && rc == 0; i++) {
+        const sg_journal_shard *s = &j->shards[i];
+        for (size_t k = 0; k < s->nbluegreen && rc == 0; k++) {
+            const sg_journal_bluegreen *e = &s->bluegreen[k];
+            char version[VALUE_MAX], value[VALUE_MAX];
+            const char *labels[4] = {"shard", s->name, "version", version};
+            if (strcmp(e->step, sg_bluegreen_step_name(SG_BLUEGREEN_CUT_OVER)) != 0 ||
+                e->lock_ms < 0)
+                continue;
+            if (!any && (rc = append_family(b, name,
+                                            "Seconds the blue-green cut-over of the version "
+                                            "held the table's lock on the shard.",
+                                            err)) < 0)
+                break;
+            any = true;
+            snprintf(version, sizeof(version), "%" PRId64, e->version);
+            snprintf(value, sizeof(value), "%.6f", e->lock_ms / 1000);
+            rc = append_sample(b, name, j, labels, value, err);
+        }
+    }
+    return rc;
+}
+
 int sg_run_write_metrics(const sg_journal *j, const char *path, sg_error *err)
 {
     static const char status_name[] = "shardgate_run_status";
@@ -150,6 +184,8 @@ int sg_run_write_metrics(const sg_journal *j, const char *path, sg_error *err)
     }
     if (rc == 0)
         rc = append_shard_metrics(&b, j, err);
+    if (rc == 0)
+        rc = append_bluegreen_metrics(&b, j, err);
     if (rc == 0)
         rc = sg_file_replace(path, b.data, b.len, err);
     sg_buf_free(&b);

@@ -14,7 +14,9 @@
  * run's status, 0 for the others), and per shard shardgate_run_shard_success,
  * shardgate_run_gate_seconds (per gate that ran), shardgate_run_snapshot_bytes
  * (with a snapshot), shardgate_run_restore_seconds (when the test restore
- * passed) and shardgate_run_schema_version (once the apply gate ran). */
+ * passed), shardgate_run_schema_version (once the apply gate ran) and
+ * shardgate_run_bluegreen_lock_seconds (per blue-green cut-over or swap
+ * back, by version). */
 int sg_run_write_metrics(const sg_journal *j, const char *path, sg_error *err);
 
 /* A <testsuite> per stage and a <testcase> per shard and gate, all four of

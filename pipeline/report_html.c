@@ -15,6 +15,7 @@
 #include "common/file.h"
 #include "common/mem.h"
 #include "common/report_text.h"
+#include "stages/bluegreen.h"
 
 #define DASH "&#8212;"
 #define ARROW " &#8594; "
@@ -558,13 +559,56 @@ done:
     return rc;
 }
 
+/* What a blue-green step that locks the table did, for a sentence; NULL
+ * for the steps that do not lock it. */
+static const char *lock_step_verb(const char *step)
+{
+    if (strcmp(step, sg_bluegreen_step_name(SG_BLUEGREEN_CUT_OVER)) == 0)
+        return "cut over";
+    if (strcmp(step, sg_bluegreen_step_name(SG_BLUEGREEN_SWAPPED_BACK)) == 0)
+        return "swapped back";
+    return NULL;
+}
+
+/* The blue-green steps that lock the table, a line each: how long the
+ * live table was blocked is what a reader of a blue-green change asks. */
+static int append_bluegreen(sg_buf *b, const sg_journal *j, sg_error *err)
+{
+    size_t n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < j->nshards && rc == 0; i++) {
+        const sg_journal_shard *s = &j->shards[i];
+        for (size_t k = 0; k < s->nbluegreen && rc == 0; k++) {
+            const sg_journal_bluegreen *e = &s->bluegreen[k];
+            const char *what = lock_step_verb(e->step);
+            if (!what)
+                continue;
+            if (n++ == 0 && (rc = sg_report_appendf(b, err,
+                                                    "<p>Blue-green cut-overs and swaps back:</p>\n"
+                                                    "<ul>\n")) < 0)
+                break;
+            if ((rc = put(b, "<li>", s->name, ": ", err)) < 0 ||
+                (rc = sg_report_appendf(b, err, "v%" PRId64 " %s", e->version, what)) < 0 ||
+                (rc = put(b, " at ", e->at, "", err)) < 0)
+                break;
+            if (e->lock_ms >= 0)
+                rc = sg_report_appendf(b, err, ", table locked %.1f ms", e->lock_ms);
+            if (rc == 0)
+                rc = sg_report_appendf(b, err, "</li>\n");
+        }
+    }
+    if (rc == 0 && n)
+        rc = sg_report_appendf(b, err, "</ul>\n");
+    return rc;
+}
+
 static int append_migrations(sg_buf *b, const sg_journal *j, const sg_migration_set *set,
                              sg_error *err)
 {
     int rc = sg_report_appendf(b, err, "<h2>Migrations applied</h2>\n");
-    if (rc < 0)
-        return rc;
-    return set ? append_set_migrations(b, j, set, err) : append_journal_migrations(b, j, err);
+    if (rc == 0)
+        rc = set ? append_set_migrations(b, j, set, err) : append_journal_migrations(b, j, err);
+    return rc < 0 ? rc : append_bluegreen(b, j, err);
 }
 
 /* ---- failures ---- */

@@ -896,6 +896,62 @@ START_TEST(killed_anywhere_resumes)
 }
 END_TEST
 
+/* A blue-green change through the pipeline: rehearsed in the sandbox (up,
+ * swapped back, up again), applied to each shard with its steps in the
+ * journal, the kept and live tables compared by the verify gate, and the
+ * run's rollback swapping the old table back. */
+static const char widen_items[] = "-- shardgate:mode=bluegreen table=public.items\n"
+                                  "-- shardgate:up\n"
+                                  "ALTER TABLE items ALTER COLUMN id TYPE bigint;\n"
+                                  "-- shardgate:down\n"
+                                  "ALTER TABLE items ALTER COLUMN id TYPE int;\n";
+
+START_TEST(bluegreen_change)
+{
+    static const char *const steps[] = {"prepared", "synced",   "backfilled",
+                                        "indexed",  "verified", "cut-over"};
+    static const char id_type[] = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                                  " WHERE attrelid = 'items'::regclass AND attname = 'id'";
+    settings s = {0};
+    fleet f = setup("bluegreen", &s, NULL);
+    write_file(f.migrations, "0003_widen_items.sql", widen_items);
+    sgt_result r;
+    run_pipeline(&r, &f, 0);
+    sgt_result_free(&r);
+    json_t *j = load_journal(f.journal);
+    char *run_id = run_id_of(j);
+    for (int i = 0; i < NSHARDS; i++) {
+        json_t *shard = must_shard(j, names[i]);
+        json_t *list = json_object_get(shard, "bluegreen");
+        assert_state(j, names[i], "done");
+        ck_assert_int_eq(jint(shard, "to_version"), 3);
+        ck_assert_msg(json_array_size(list) == sizeof(steps) / sizeof(*steps),
+                      "%s: %zu blue-green steps in the journal", names[i], json_array_size(list));
+        for (size_t k = 0; k < json_array_size(list); k++) {
+            json_t *e = json_array_get(list, k);
+            ck_assert_int_eq(jint(e, "version"), 3);
+            ck_assert_str_eq(jstr(e, "step"), steps[k]);
+            bool cut_over = strcmp(steps[k], "cut-over") == 0;
+            bool locked = json_is_number(json_object_get(e, "lock_ms"));
+            ck_assert_msg(cut_over == locked, "%s: lock_ms of %s", names[i], steps[k]);
+        }
+        assert_value(&f, i, id_type, "bigint");
+        assert_value(&f, i, "SELECT count(*) FROM shardgate_old_3.items", i == BIG ? "1500" : "50");
+    }
+    /* the run's rollback swaps the old tables back */
+    shardgate(&r, &f, 0,
+              (const char *const[]){"rollback", run_id, "--config", f.file, "--shard", "s2", NULL});
+    sgt_result_free(&r);
+    assert_value(&f, 1, id_type, "integer");
+    assert_value(&f, 1, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_'", "0");
+    assert_value(&f, 1, "SELECT count(*) FROM items", "50");
+    assert_value(&f, 0, id_type, "bigint");
+    free(run_id);
+    json_decref(j);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(rollback_after_success)
 {
     settings s = {0};
@@ -1181,6 +1237,7 @@ static Suite *suite(void)
         {"killed", killed_between_gates_resumes},
         {"killed_anywhere", killed_anywhere_resumes},
         {"rollback", rollback_after_success},
+        {"bluegreen", bluegreen_change},
         {"two_runners", two_runners_on_one_fleet},
         {"partitions", partitions_split_the_fleet},
         {"malformed_and_plan", malformed_file_and_plan},

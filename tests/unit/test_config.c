@@ -84,7 +84,7 @@ static void assert_error_at(int line, const char *text, const char *message, con
 
 #define TOP_KEYS                                                                                   \
     "version, name, store, s3, keys, sandbox, migrations, target, fleet, stages, policy, "         \
-    "verify, objectives"
+    "verify, objectives, bluegreen"
 #define PASSWORD_HINT                                                                              \
     "passwords come from libpq: the password file (~/.pgpass, or the file PGPASSFILE names) or "   \
     "PGPASSWORD"

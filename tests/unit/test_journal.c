@@ -1,9 +1,10 @@
 /* The run journal: run ids, a new journal from a pipeline, transitions,
- * resume gates, the JSON round trip and every parse error, save and load
- * against a real file store and a local file, listing, merging partitions,
- * and allocation failures. */
+ * blue-green steps, resume gates, the JSON round trip and every parse error,
+ * save and load against a real file store and a local file, listing,
+ * merging partitions, and allocation failures. */
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,12 +82,39 @@ static void set_gate(sg_journal_gate_entry *g, const char *started_at, int rc, u
     snprintf(g->message, sizeof(g->message), "%s", message);
 }
 
-/* A journal with every field set: shards[0] (a) verified, shards[1] (d)
- * failed at apply, shards[2] (b) in its test restore, the rest pending. */
+static void bluegreen_step(sg_journal *j, size_t shard, int64_t version, const char *step,
+                           double lock_ms)
+{
+    sg_error err = {0};
+    ck_assert_msg(sg_journal_bluegreen_step(j, shard, version, step, lock_ms, &err) == 0, "%s",
+                  err.message);
+}
+
+/* shards[0] (a) went through two blue-green changes: 5 to its end, 7 cut
+ * over and swapped back (its verify failed). Ten steps: the list grows
+ * past 8. */
+static const struct {
+    int64_t version;
+    const char *step;
+    double lock_ms;
+} a_steps[] = {{5, "prepared", -1},      {5, "synced", -1},   {5, "backfilled", -1},
+               {5, "indexed", -1},       {5, "verified", -1}, {5, "cut-over", 12.5},
+               {5, "finalized", -1},     {7, "prepared", -1}, {7, "cut-over", 0.3},
+               {7, "swapped-back", 3.25}};
+#define A_STEPS (sizeof(a_steps) / sizeof(a_steps[0]))
+
+/* A journal with every field set: shards[0] (a) verified, with blue-green
+ * steps, shards[1] (d) failed at apply, shards[2] (b) in its test restore,
+ * the rest pending. */
 static sg_journal *full_journal(void)
 {
     sg_journal *j = new_journal(2, 3, NULL);
     sg_journal_shard *a = &j->shards[0], *d = &j->shards[1], *b = &j->shards[2];
+
+    for (size_t i = 0; i < A_STEPS; i++) {
+        bluegreen_step(j, 0, a_steps[i].version, a_steps[i].step, a_steps[i].lock_ms);
+        snprintf(a->bluegreen[i].at, sizeof(a->bluegreen[i].at), "2024-05-01T02:03:%02zuZ", 10 + i);
+    }
 
     j->status = SG_RUN_HALTED;
     strcpy(j->started_at, "2024-05-01T02:00:00Z");
@@ -175,6 +203,13 @@ static void assert_journal_eq(const sg_journal *x, const sg_journal *y)
         ck_assert_int_eq(a->failure.gate, b->failure.gate);
         ck_assert_int_eq(a->failure.code, b->failure.code);
         ck_assert_str_eq(a->failure.message, b->failure.message);
+        ck_assert_uint_eq(a->nbluegreen, b->nbluegreen);
+        for (size_t k = 0; k < a->nbluegreen; k++) {
+            ck_assert_int_eq(a->bluegreen[k].version, b->bluegreen[k].version);
+            ck_assert_str_eq(a->bluegreen[k].step, b->bluegreen[k].step);
+            ck_assert_str_eq(a->bluegreen[k].at, b->bluegreen[k].at);
+            ck_assert_double_eq(a->bluegreen[k].lock_ms, b->bluegreen[k].lock_ms);
+        }
     }
 }
 
@@ -313,6 +348,16 @@ START_TEST(test_round_trip)
                           "\"ran\":true,\"error\":null,\"ms\":500,\"message\":\"\"},"
                           "\"test-restore\":{\"started_at\":\"2024-05-01T02:05:02Z\",\"ran\":"
                           "false,\"error\":null,\"ms\":0,\"message\":\"\"}},\"failure\":null}");
+    /* a's blue-green steps, in the order reached, the lock only where there is one */
+    assert_contains(text, "\"gates\":{\"snapshot\":{\"started_at\":\"2024-05-01T02:00:01Z\","
+                          "\"ran\":true,\"error\":null,\"ms\":61000,\"message\":\"\"},");
+    assert_contains(text, "\"message\":\"\"}},\"bluegreen\":[{\"version\":5,\"step\":\"prepared\","
+                          "\"at\":\"2024-05-01T02:03:10Z\"},{\"version\":5,\"step\":\"synced\",");
+    assert_contains(text, "{\"version\":5,\"step\":\"cut-over\",\"at\":\"2024-05-01T02:03:15Z\","
+                          "\"lock_ms\":12.5},{\"version\":5,\"step\":\"finalized\",");
+    assert_contains(text, "{\"version\":7,\"step\":\"cut-over\",\"at\":\"2024-05-01T02:03:18Z\","
+                          "\"lock_ms\":0.3},{\"version\":7,\"step\":\"swapped-back\",\"at\":"
+                          "\"2024-05-01T02:03:19Z\",\"lock_ms\":3.25}],\"failure\":null}");
     assert_contains(text,
                     "\"name\":\"c\",\"stage\":\"wave\",\"state\":\"pending\",\"snapshot_id\":"
                     "null,\"snapshot_bytes\":0,\"from_version\":0,\"to_version\":0,\"applied\":0,"
@@ -365,9 +410,29 @@ START_TEST(test_to_json_errors)
     ck_assert_str_eq(err.message, "journal: stages[1].name: not valid UTF-8");
     ck_assert_ptr_null(text);
 
-    /* messages are cleaned, not refused */
     free(j->stages[1].name);
     j->stages[1].name = strdup("wave");
+    /* a step the reader would refuse is not written: the run could not be
+     * resumed from it */
+    j->shards[0].bluegreen[2].version = 0;
+    ck_assert_int_eq(sg_journal_to_json(&text, j, &err), SG_E_INTERNAL);
+    ck_assert_str_eq(err.message, "journal: shards[0].bluegreen[2]: invalid blue-green step "
+                                  "\"backfilled\" of version 0 at \"2024-05-01T02:03:12Z\"");
+    ck_assert_ptr_null(text);
+    j->shards[0].bluegreen[2].version = 5;
+    strcpy(j->shards[0].bluegreen[2].step, "none");
+    ck_assert_int_eq(sg_journal_to_json(&text, j, &err), SG_E_INTERNAL);
+    ck_assert_str_eq(err.message, "journal: shards[0].bluegreen[2]: invalid blue-green step "
+                                  "\"none\" of version 5 at \"2024-05-01T02:03:12Z\"");
+    strcpy(j->shards[0].bluegreen[2].step, "backfilled");
+    j->shards[0].bluegreen[2].at[0] = '\0';
+    ck_assert_int_eq(sg_journal_to_json(&text, j, &err), SG_E_INTERNAL);
+    ck_assert_str_eq(err.message, "journal: shards[0].bluegreen[2]: invalid blue-green step "
+                                  "\"backfilled\" of version 5 at \"\"");
+    ck_assert_ptr_null(text);
+    strcpy(j->shards[0].bluegreen[2].at, "2024-05-01T02:03:12Z");
+
+    /* messages are cleaned, not refused */
     strcpy(j->shards[1].gates[SG_GATE_APPLY].message, "bad \xff byte");
     text = to_json(j);
     assert_contains(text, "\"message\":\"bad ? byte\"");
@@ -464,6 +529,40 @@ static const bad_field bad_fields[] = {
      "journal: shards[1].failure.error: unknown error class \"ok\""},
     {"shards[1].failure.error", "null", "journal: shards[1].failure.error: must be a string"},
     {"shards[1].failure.message", NULL, "journal: shards[1].failure.message: missing"},
+    {"shards[0].bluegreen", "{}", "journal: shards[0].bluegreen: must be an array"},
+    {"shards[0].bluegreen", "null", "journal: shards[0].bluegreen: must be an array"},
+    {"shards[0].bluegreen[0]", "7", "journal: shards[0].bluegreen[0]: must be an object"},
+    {"shards[0].bluegreen[0].colour", "1", "journal: shards[0].bluegreen[0].colour: unknown field"},
+    {"shards[0].bluegreen[0].version", NULL, "journal: shards[0].bluegreen[0].version: missing"},
+    {"shards[0].bluegreen[0].version", "\"5\"",
+     "journal: shards[0].bluegreen[0].version: must be an integer"},
+    {"shards[0].bluegreen[0].version", "0",
+     "journal: shards[0].bluegreen[0].version: must be an integer from 1 to 9223372036854775807"},
+    {"shards[0].bluegreen[0].version", "-5",
+     "journal: shards[0].bluegreen[0].version: must be an integer from 1 to 9223372036854775807"},
+    {"shards[0].bluegreen[1].step", NULL, "journal: shards[0].bluegreen[1].step: missing"},
+    {"shards[0].bluegreen[1].step", "3", "journal: shards[0].bluegreen[1].step: must be a string"},
+    {"shards[0].bluegreen[1].step", "\"none\"",
+     "journal: shards[0].bluegreen[1].step: unknown blue-green step \"none\""},
+    {"shards[0].bluegreen[1].step", "\"cut_over\"",
+     "journal: shards[0].bluegreen[1].step: unknown blue-green step \"cut_over\""},
+    {"shards[0].bluegreen[2].at", NULL, "journal: shards[0].bluegreen[2].at: missing"},
+    {"shards[0].bluegreen[2].at", "null", "journal: shards[0].bluegreen[2].at: must be a string"},
+    {"shards[0].bluegreen[2].at", "\"2024-05-01T02:03:12+00:00\"",
+     "journal: shards[0].bluegreen[2].at: must be a UTC time (YYYY-MM-DDTHH:MM:SSZ)"},
+    {"shards[0].bluegreen[5].lock_ms", "-1",
+     "journal: shards[0].bluegreen[5].lock_ms: must be a number from 0"},
+    {"shards[0].bluegreen[5].lock_ms", "-0.5",
+     "journal: shards[0].bluegreen[5].lock_ms: must be a number from 0"},
+    {"shards[0].bluegreen[5].lock_ms", "\"12.5\"",
+     "journal: shards[0].bluegreen[5].lock_ms: must be a number"},
+    {"shards[0].bluegreen[5].lock_ms", "null",
+     "journal: shards[0].bluegreen[5].lock_ms: must be a number"},
+    /* each version's steps once: the repeat is named, not the first */
+    {"shards[0].bluegreen[3].step", "\"prepared\"",
+     "journal: shards[0].bluegreen[3]: duplicate step \"prepared\" of version 5"},
+    {"shards[0].bluegreen[8].version", "5",
+     "journal: shards[0].bluegreen[8]: duplicate step \"cut-over\" of version 5"},
 };
 
 /* The value at a path like "shards[1].gates.apply": walks to its container
@@ -734,6 +833,205 @@ START_TEST(test_transitions_stage_and_run)
     ck_assert_str_ne(j->updated_at, "2000-01-01T00:00:00Z");
     ck_assert_str_eq(sg_run_status_name(SG_RUN_ROLLED_BACK), "rolled-back");
     ck_assert_str_eq(sg_shard_state_name(SG_SHARD_SNAPSHOTTED), "snapshotted");
+    sg_journal_free(j);
+}
+END_TEST
+
+/* ---- blue-green steps ---- */
+
+START_TEST(test_bluegreen_record)
+{
+    sg_journal *j = new_journal(0, 0, NULL);
+    sg_journal_shard *d = &j->shards[1];
+    char *text;
+
+    ck_assert_uint_eq(d->nbluegreen, 0);
+    strcpy(j->updated_at, "2000-01-01T00:00:00Z");
+    bluegreen_step(j, 1, 7, "prepared", -1);
+    ck_assert_uint_eq(d->nbluegreen, 1);
+    ck_assert_int_eq(d->bluegreen[0].version, 7);
+    ck_assert_str_eq(d->bluegreen[0].step, "prepared");
+    ck_assert(is_utc_time(d->bluegreen[0].at));
+    ck_assert_str_eq(j->updated_at, d->bluegreen[0].at);
+    ck_assert_double_eq(d->bluegreen[0].lock_ms, -1);
+    /* kept to the microsecond; any negative or non-number is no lock */
+    bluegreen_step(j, 1, 7, "cut-over", 12.3456789);
+    ck_assert_double_eq(d->bluegreen[1].lock_ms, 12.346);
+    bluegreen_step(j, 1, 7, "swapped-back", 0);
+    ck_assert_double_eq(d->bluegreen[2].lock_ms, 0);
+    bluegreen_step(j, 1, 8, "cut-over", -0.5);
+    ck_assert_double_eq(d->bluegreen[3].lock_ms, -1);
+    bluegreen_step(j, 1, 9, "cut-over", NAN);
+    ck_assert_double_eq(d->bluegreen[4].lock_ms, -1);
+    bluegreen_step(j, 1, 10, "cut-over", INFINITY);
+    ck_assert_double_eq(d->bluegreen[5].lock_ms, -1);
+    ck_assert_uint_eq(d->nbluegreen, 6);
+    /* every other shard has none, and no "bluegreen" in its JSON */
+    for (size_t i = 0; i < j->nshards; i++)
+        ck_assert_uint_eq(j->shards[i].nbluegreen, i == 1 ? 6 : 0);
+    text = to_json(j);
+    assert_contains(text, "\"lock_ms\":12.346},{\"version\":7,\"step\":\"swapped-back\"");
+    assert_contains(text, "\"lock_ms\":0.0},{\"version\":8,\"step\":\"cut-over\",\"at\":\"");
+    /* d's list only: the shards without steps have no key */
+    ck_assert_ptr_nonnull(strstr(text, "\"name\":\"d\""));
+    ck_assert_ptr_nonnull(strstr(strstr(text, "\"name\":\"d\""), "\"bluegreen\":["));
+    ck_assert_ptr_null(strstr(strstr(text, "\"bluegreen\"") + 1, "\"bluegreen\""));
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* A resumed run records the steps again as the engine redoes them: the
+ * entry is replaced where it stands, with its new time and lock. */
+START_TEST(test_bluegreen_repeat)
+{
+    sg_journal *j = new_journal(0, 0, NULL);
+    sg_journal_shard *a = &j->shards[0];
+
+    bluegreen_step(j, 0, 7, "prepared", -1);
+    bluegreen_step(j, 0, 7, "synced", -1);
+    bluegreen_step(j, 0, 7, "cut-over", 40);
+    bluegreen_step(j, 0, 8, "prepared", -1);
+    for (size_t i = 0; i < a->nbluegreen; i++)
+        strcpy(a->bluegreen[i].at, "2000-01-01T00:00:00Z");
+    bluegreen_step(j, 0, 7, "cut-over", 12.5);
+    bluegreen_step(j, 0, 7, "synced", -1);
+    ck_assert_uint_eq(a->nbluegreen, 4);
+    ck_assert_str_eq(a->bluegreen[0].step, "prepared");
+    ck_assert_str_eq(a->bluegreen[0].at, "2000-01-01T00:00:00Z");
+    ck_assert_str_eq(a->bluegreen[1].step, "synced");
+    ck_assert(is_utc_time(a->bluegreen[1].at));
+    ck_assert_str_ne(a->bluegreen[1].at, "2000-01-01T00:00:00Z");
+    ck_assert_int_eq(a->bluegreen[2].version, 7);
+    ck_assert_str_eq(a->bluegreen[2].step, "cut-over");
+    ck_assert_double_eq(a->bluegreen[2].lock_ms, 12.5);
+    ck_assert_str_ne(a->bluegreen[2].at, "2000-01-01T00:00:00Z");
+    ck_assert_int_eq(a->bluegreen[3].version, 8);
+    ck_assert_str_eq(a->bluegreen[3].at, "2000-01-01T00:00:00Z");
+    /* the same step of another version is a step of its own */
+    bluegreen_step(j, 0, 8, "cut-over", 1);
+    ck_assert_uint_eq(a->nbluegreen, 5);
+    sg_journal_free(j);
+}
+END_TEST
+
+START_TEST(test_bluegreen_errors)
+{
+    static const char *const bad_steps[] = {"none", "cut_over", "", "swapped-back-again"};
+    sg_journal *j = new_journal(0, 0, NULL);
+    sg_error err = {0};
+
+    bluegreen_step(j, 2, 7, "prepared", -1);
+    strcpy(j->updated_at, "2000-01-01T00:00:00Z");
+    ck_assert_int_eq(sg_journal_bluegreen_step(j, 2, 0, "prepared", -1, &err), SG_E_INTERNAL);
+    ck_assert_str_eq(err.message, "journal: shard b: invalid blue-green version 0");
+    ck_assert_int_eq(sg_journal_bluegreen_step(j, 2, -7, "prepared", -1, &err), SG_E_INTERNAL);
+    ck_assert_str_eq(err.message, "journal: shard b: invalid blue-green version -7");
+    for (size_t i = 0; i < sizeof(bad_steps) / sizeof(bad_steps[0]); i++) {
+        char expected[128];
+        ck_assert_int_eq(sg_journal_bluegreen_step(j, 2, 7, bad_steps[i], -1, &err), SG_E_INTERNAL);
+        snprintf(expected, sizeof(expected), "journal: shard b: unknown blue-green step \"%s\"",
+                 bad_steps[i]);
+        ck_assert_str_eq(err.message, expected);
+    }
+    /* nothing recorded, nothing stamped */
+    ck_assert_uint_eq(j->shards[2].nbluegreen, 1);
+    ck_assert_str_eq(j->updated_at, "2000-01-01T00:00:00Z");
+    /* out of memory: the list as it was */
+    bluegreen_step(j, 2, 7, "synced", -1);
+    ck_assert_uint_eq(j->shards[2].nbluegreen, 2);
+    sg_mem_fail_after(0);
+    ck_assert_int_eq(sg_journal_bluegreen_step(j, 2, 7, "backfilled", -1, &err), SG_E_NOMEM);
+    /* a repeat needs no memory */
+    ck_assert_int_eq(sg_journal_bluegreen_step(j, 2, 7, "synced", -1, &err), 0);
+    sg_mem_fail_reset();
+    ck_assert_str_eq(err.message, "out of memory holding a run journal");
+    ck_assert_uint_eq(j->shards[2].nbluegreen, 2);
+    ck_assert_str_eq(j->shards[2].bluegreen[1].step, "synced");
+    bluegreen_step(j, 2, 7, "backfilled", -1);
+    ck_assert_uint_eq(j->shards[2].nbluegreen, 3);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* What the journal wrote before it had blue-green steps: no "bluegreen"
+ * anywhere. It loads, has none, and is written back as it was. */
+static const char old_journal[] =
+    "{\"format\":1,\"run_id\":\"" RUN_ID "\",\"pipeline\":\"nightly\",\"config_sha256\":\"" HASH
+    "\",\"target\":7,\"partition\":null,\"status\":\"running\",\"started_at\":"
+    "\"2024-05-01T02:00:00Z\",\"updated_at\":\"2024-05-01T02:01:00Z\",\"stages\":[{\"name\":"
+    "\"canary\",\"state\":\"running\",\"started_at\":\"2024-05-01T02:00:01Z\",\"finished_at\":"
+    "null}],\"shards\":[{\"name\":\"a\",\"stage\":\"canary\",\"state\":\"applied\","
+    "\"snapshot_id\":\"" SNAPSHOT_ID "\",\"snapshot_bytes\":4096,\"from_version\":3,"
+    "\"to_version\":7,\"applied\":4,\"rehearsal_fingerprint\":\"" FP1 "\","
+    "\"live_fingerprint\":null,\"tables_verified\":0,\"gates\":{\"apply\":{\"started_at\":"
+    "\"2024-05-01T02:00:30Z\",\"ran\":true,\"error\":null,\"ms\":2000,\"message\":\"\"}},"
+    "\"failure\":null}]}\n";
+
+START_TEST(test_bluegreen_old_journal)
+{
+    sg_journal *j = parse(old_journal);
+    char *text;
+
+    ck_assert_uint_eq(j->nshards, 1);
+    ck_assert_uint_eq(j->shards[0].nbluegreen, 0);
+    ck_assert_ptr_null(j->shards[0].bluegreen);
+    text = to_json(j);
+    ck_assert_str_eq(text, old_journal);
+    free(text);
+    /* its run resumed by a shardgate that records steps */
+    bluegreen_step(j, 0, 7, "prepared", -1);
+    text = to_json(j);
+    sg_journal_free(j);
+    j = parse(text);
+    ck_assert_uint_eq(j->shards[0].nbluegreen, 1);
+    free(text);
+    sg_journal_free(j);
+
+    /* an empty list is none */
+    j = parse("{\"format\":1,\"run_id\":\"" RUN_ID "\",\"pipeline\":\"p\",\"config_sha256\":\"" HASH
+              "\",\"target\":\"latest\",\"partition\":null,\"status\":\"running\","
+              "\"started_at\":\"2024-05-01T02:00:00Z\",\"updated_at\":\"2024-05-01T02:00:00Z\","
+              "\"stages\":[{\"name\":\"s\",\"state\":\"pending\",\"started_at\":null,"
+              "\"finished_at\":null}],\"shards\":[{\"name\":\"a\",\"stage\":\"s\","
+              "\"state\":\"pending\",\"snapshot_id\":null,\"snapshot_bytes\":0,"
+              "\"from_version\":0,\"to_version\":0,\"applied\":0,"
+              "\"rehearsal_fingerprint\":null,\"live_fingerprint\":null,"
+              "\"tables_verified\":0,\"gates\":{},\"bluegreen\":[],\"failure\":null}]}");
+    ck_assert_uint_eq(j->shards[0].nbluegreen, 0);
+    text = to_json(j);
+    assert_contains(text, "\"gates\":{},\"failure\":null}");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* A resumed run starts from the loaded journal: its steps stay through the
+ * gates' restart, a step redone replaces its entry, and new ones follow.
+ * The loaded list grows like one recorded (the test runs under ASan). */
+START_TEST(test_bluegreen_resume)
+{
+    sg_journal *j = full_journal(), *back;
+    sg_journal_shard *a;
+    char *text = to_json(j);
+
+    back = parse(text);
+    a = &back->shards[0];
+    ck_assert_uint_eq(a->nbluegreen, A_STEPS);
+    gate(back, 0, SG_GATE_TEST_RESTORE, false, 0, 0, "");
+    gate(back, 0, SG_GATE_APPLY, false, 0, 0, "");
+    ck_assert_uint_eq(a->nbluegreen, A_STEPS);
+    bluegreen_step(back, 0, 7, "swapped-back", 2);
+    ck_assert_uint_eq(a->nbluegreen, A_STEPS);
+    ck_assert_double_eq(a->bluegreen[A_STEPS - 1].lock_ms, 2);
+    for (int i = 0; i < 8; i++)
+        bluegreen_step(back, 0, 9 + i, "prepared", -1);
+    ck_assert_uint_eq(a->nbluegreen, A_STEPS + 8);
+    ck_assert_int_eq(a->bluegreen[A_STEPS + 7].version, 16);
+    for (size_t i = 0; i < A_STEPS - 1; i++)
+        ck_assert_str_eq(a->bluegreen[i].at, j->shards[0].bluegreen[i].at);
+    free(text);
+    sg_journal_free(back);
     sg_journal_free(j);
 }
 END_TEST
@@ -1122,6 +1420,39 @@ START_TEST(test_partitions_in_store)
 }
 END_TEST
 
+/* Each shard's steps come with it, copied: the merged journal outlives its
+ * parts, and its lists grow like any other. */
+START_TEST(test_merge_bluegreen)
+{
+    sg_journal *parts[2] = {part(1, 2), part(2, 2)}, *m = NULL;
+    sg_error err = {0};
+    long c = sg_journal_shard_find(parts[0], "c"), d = sg_journal_shard_find(parts[1], "d");
+    sg_journal_shard *mc, *md;
+
+    bluegreen_step(parts[0], (size_t)c, 7, "prepared", -1);
+    bluegreen_step(parts[0], (size_t)c, 7, "synced", -1);
+    bluegreen_step(parts[0], (size_t)c, 7, "backfilled", -1);
+    bluegreen_step(parts[1], (size_t)d, 7, "cut-over", 12.5);
+    ck_assert_msg(sg_journal_merge(&m, parts, 2, &err) == 0, "%s", err.message);
+    sg_journal_free(parts[0]);
+    sg_journal_free(parts[1]);
+    mc = &m->shards[sg_journal_shard_find(m, "c")];
+    md = &m->shards[sg_journal_shard_find(m, "d")];
+    ck_assert_uint_eq(mc->nbluegreen, 3);
+    ck_assert_str_eq(mc->bluegreen[0].step, "prepared");
+    ck_assert_str_eq(mc->bluegreen[2].step, "backfilled");
+    ck_assert_uint_eq(md->nbluegreen, 1);
+    ck_assert_str_eq(md->bluegreen[0].step, "cut-over");
+    ck_assert_double_eq(md->bluegreen[0].lock_ms, 12.5);
+    ck_assert_uint_eq(m->shards[sg_journal_shard_find(m, "a")].nbluegreen, 0);
+    bluegreen_step(m, (size_t)(mc - m->shards), 7, "indexed", -1);
+    bluegreen_step(m, (size_t)(mc - m->shards), 7, "verified", -1);
+    ck_assert_uint_eq(mc->nbluegreen, 5);
+    ck_assert_str_eq(mc->bluegreen[4].step, "verified");
+    sg_journal_free(m);
+}
+END_TEST
+
 START_TEST(test_merge_errors)
 {
     sg_journal *parts[2] = {part(1, 2), part(2, 2)}, *m = NULL;
@@ -1196,8 +1527,15 @@ START_TEST(test_allocation_failure)
     assert_journal_eq(j, back);
     parts[0] = part(1, 2);
     parts[1] = part(2, 2);
+    bluegreen_step(parts[0], 0, 7, "prepared", -1);
+    bluegreen_step(parts[1], 0, 7, "prepared", -1);
+    bluegreen_step(parts[1], 0, 7, "synced", -1);
+    bluegreen_step(parts[1], 0, 7, "backfilled", -1);
     FAIL_LOOP("merge", sg_journal_merge(&m, parts, 2, &err), m);
     ck_assert_uint_eq(m->nshards, 5);
+    ck_assert_uint_eq(m->shards[0].nbluegreen + m->shards[1].nbluegreen + m->shards[2].nbluegreen +
+                          m->shards[3].nbluegreen + m->shards[4].nbluegreen,
+                      4);
     sg_journal_free(m);
     sg_journal_free(parts[0]);
     sg_journal_free(parts[1]);
@@ -1257,6 +1595,14 @@ static Suite *journal_suite(void)
     tcase_add_test(tc, test_transitions_stage_and_run);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("bluegreen");
+    tcase_add_test(tc, test_bluegreen_record);
+    tcase_add_test(tc, test_bluegreen_repeat);
+    tcase_add_test(tc, test_bluegreen_errors);
+    tcase_add_test(tc, test_bluegreen_old_journal);
+    tcase_add_test(tc, test_bluegreen_resume);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("resume");
     tcase_add_loop_test(tc, test_resume_gate, 0, sizeof(resume_cases) / sizeof(resume_cases[0]));
     suite_add_tcase(s, tc);
@@ -1274,6 +1620,7 @@ static Suite *journal_suite(void)
 
     tc = tcase_create("merge");
     tcase_add_test(tc, test_merge);
+    tcase_add_test(tc, test_merge_bluegreen);
     tcase_add_test(tc, test_merge_errors);
     suite_add_tcase(s, tc);
 

@@ -1,11 +1,10 @@
 /* The report files of a pipeline run, from journals driven in memory
  * through the transitions the runner makes (everything passes; a shard
- * fails its test restore; a failure rolls a stage back), pinned line by
- * line; the HTML page, parsed as XML, its timeline's bars read back; the
- * same files from the journal read back from its JSON; an unwritable
- * destination; allocation failures. Escaping is test_report_text's: shard
- * and pipeline names cannot hold what needs it; the HTML page's failure
- * messages are checked escaped. */
+ * fails its test restore; a failure rolls a stage back; blue-green changes
+ * cut over and swap back), pinned line by line; the HTML page, parsed as XML, its timeline's bars
+ * read back; the same files from the journal read back from its JSON; an unwritable destination;
+ * allocation failures. Escaping is test_report_text's: shard and pipeline names cannot hold what
+ * needs it; the HTML page's failure messages are checked escaped. */
 #include <check.h>
 #include <dirent.h>
 #include <expat.h>
@@ -201,6 +200,34 @@ static sg_journal *rolled_back_run(void)
     return j;
 }
 
+static void bluegreen_step(sg_journal *j, const char *shard, int64_t version, const char *step,
+                           double lock_ms, const char *at)
+{
+    long i = sg_journal_shard_find(j, shard);
+    sg_journal_shard *s;
+    sg_error err = {0};
+    ck_assert_int_ge(i, 0);
+    ck_assert_msg(sg_journal_bluegreen_step(j, (size_t)i, version, step, lock_ms, &err) == 0, "%s",
+                  err.message);
+    s = &j->shards[i];
+    snprintf(s->bluegreen[s->nbluegreen - 1].at, SG_JOURNAL_TIME_MAX, "%s", at);
+}
+
+/* Every shard through, migration 7 blue-green: eu-1 cut over; us-1 cut
+ * over, then a failed verify swapped the old table back (the shard was
+ * retried and passed); eu-2's steps were not recorded. */
+static sg_journal *bluegreen_run(void)
+{
+    static const char *const before[] = {"prepared", "synced", "backfilled", "indexed", "verified"};
+    sg_journal *j = passed_run();
+    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++)
+        bluegreen_step(j, "eu-1", 7, before[i], -1, "2026-11-25T02:03:01Z");
+    bluegreen_step(j, "eu-1", 7, "cut-over", 12.5, "2026-11-25T02:03:02Z");
+    bluegreen_step(j, "us-1", 7, "cut-over", 40.25, "2026-11-25T02:05:00Z");
+    bluegreen_step(j, "us-1", 7, "swapped-back", 3, "2026-11-25T02:05:01Z");
+    return j;
+}
+
 static char *write_metrics(const sg_journal *j, const char *name)
 {
     char *path = sgt_asprintf("%s/%s", dir, name), *text;
@@ -335,6 +362,27 @@ START_TEST(test_metrics_rolled_back)
     assert_contains(text, "shardgate_run_schema_version{" RUN ",shard=\"eu-1\"} 7\n"
                           "shardgate_run_schema_version{" RUN ",shard=\"eu-2\"} 3\n"
                           "shardgate_run_schema_version{" RUN ",shard=\"us-1\"} 3\n");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
+/* The cut-overs' locks, per shard and version, after the other families;
+ * a swap back is not a cut-over. A run without any has no such family
+ * (test_metrics_passed pins its whole file). */
+START_TEST(test_metrics_bluegreen)
+{
+    static const char tail[] =
+        "shardgate_run_schema_version{" RUN ",shard=\"us-1\"} 7\n"
+        "# HELP shardgate_run_bluegreen_lock_seconds Seconds the blue-green cut-over of the "
+        "version held the table's lock on the shard.\n"
+        "# TYPE shardgate_run_bluegreen_lock_seconds gauge\n"
+        "shardgate_run_bluegreen_lock_seconds{" RUN ",shard=\"eu-1\",version=\"7\"} 0.012500\n"
+        "shardgate_run_bluegreen_lock_seconds{" RUN ",shard=\"us-1\",version=\"7\"} 0.040250\n";
+    sg_journal *j = bluegreen_run();
+    char *text = write_metrics(j, "bluegreen.prom");
+    ck_assert_uint_gt(strlen(text), strlen(tail));
+    ck_assert_str_eq(text + strlen(text) - strlen(tail), tail);
     free(text);
     sg_journal_free(j);
 }
@@ -817,6 +865,40 @@ START_TEST(test_html_rolled_back)
 }
 END_TEST
 
+/* A line per cut-over and swap back, under the migrations, with the
+ * table's lock; none without them. */
+START_TEST(test_html_bluegreen)
+{
+    sg_journal *j = bluegreen_run();
+    page p;
+    char *text;
+    pin_timeline(j);
+    text = write_html(j, NULL, "bluegreen.html");
+    read_page(&p, text);
+    ck_assert_uint_eq(p.nbars, 12);
+    assert_contains(text,
+                    "<tr><td>3 &#8594; 7</td><td class=\"n\">3</td></tr>\n</table>\n"
+                    "<p>Blue-green cut-overs and swaps back:</p>\n<ul>\n"
+                    "<li>eu-1: v7 cut over at 2026-11-25T02:03:02Z, table locked 12.5 ms</li>\n"
+                    "<li>us-1: v7 cut over at 2026-11-25T02:05:00Z, table locked 40.2 ms</li>\n"
+                    "<li>us-1: v7 swapped back at 2026-11-25T02:05:01Z, table locked 3.0 ms"
+                    "</li>\n</ul>\n<h2>Failures</h2>");
+    /* a cut-over recorded without its lock still says it happened */
+    j->shards[0].bluegreen[5].lock_ms = -1;
+    free(text);
+    text = write_html(j, NULL, "bluegreen.html");
+    assert_contains(text, "<li>eu-1: v7 cut over at 2026-11-25T02:03:02Z</li>\n");
+    free(text);
+    sg_journal_free(j);
+
+    j = passed_run();
+    text = write_html(j, NULL, "passed.html");
+    assert_lacks(text, "Blue-green");
+    free(text);
+    sg_journal_free(j);
+}
+END_TEST
+
 /* A gate that started and has no result (the runner was killed in it)
  * runs to the journal's last update: from 10 s to 60 s, 13 px a second. */
 START_TEST(test_html_unfinished)
@@ -849,8 +931,8 @@ END_TEST
  * prints and a resumed run starts from) are the files from the journal. */
 START_TEST(test_same_from_json)
 {
-    sg_journal *runs[3] = {passed_run(), failed_run(), rolled_back_run()};
-    for (size_t r = 0; r < 3; r++) {
+    sg_journal *runs[4] = {passed_run(), failed_run(), rolled_back_run(), bluegreen_run()};
+    for (size_t r = 0; r < 4; r++) {
         sg_journal *back = NULL;
         sg_error err = {0};
         char *json = NULL, *a, *b;
@@ -929,6 +1011,7 @@ START_TEST(test_allocation_failure)
     static const writer_fn writers[] = {sg_run_write_metrics, sg_run_write_junit,
                                         write_html_from_journal};
     sg_journal *j = failed_run();
+    bluegreen_step(j, "eu-1", 7, "cut-over", 12.5, "2026-11-25T02:03:02Z");
     for (size_t w = 0; w < sizeof(writers) / sizeof(writers[0]); w++) {
         char *path = sgt_asprintf("%s/nomem.%zu", dir, w);
         long n;
@@ -962,6 +1045,7 @@ static Suite *run_report_suite(void)
     tcase_add_test(tc, test_metrics_passed);
     tcase_add_test(tc, test_metrics_failed);
     tcase_add_test(tc, test_metrics_rolled_back);
+    tcase_add_test(tc, test_metrics_bluegreen);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("junit");
@@ -977,6 +1061,7 @@ static Suite *run_report_suite(void)
     tcase_add_test(tc, test_html_failed);
     tcase_add_test(tc, test_html_rolled_back);
     tcase_add_test(tc, test_html_unfinished);
+    tcase_add_test(tc, test_html_bluegreen);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("journal_model");
