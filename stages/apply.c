@@ -175,6 +175,48 @@ static int plan_resume(engine *e, sg_apply_step *step, const sg_registry_row *ro
     return SG_E_MISMATCH;
 }
 
+static bool planned(const sg_apply_result *res, int64_t version, sg_step_kind kind)
+{
+    for (size_t i = 0; i < res->count; i++)
+        if (res->steps[i].migration->version == version && res->steps[i].kind == kind)
+            return true;
+    return false;
+}
+
+/* A blue-green change to a table whose earlier change still keeps its old
+ * table (applied before, or earlier in this plan): that window ends first,
+ * one change per table at a time. A revert past both still works: the
+ * earlier one then runs its down section as a change of its own. */
+static int plan_same_table(engine *e, sg_apply_result *res, const sg_migration_set *set,
+                           const sg_migration *m, sg_error *err)
+{
+    size_t planned_count = res->count;
+    for (size_t i = 0; i < e->bluegreen.count + planned_count; i++) {
+        const sg_migration *earlier = NULL;
+        if (i < e->bluegreen.count) {
+            const sg_bluegreen_state *st = &e->bluegreen.items[i];
+            char *table = sg_asprintf("%s.%s", st->schema, st->table);
+            if (sg_bluegreen_window_open(st) && table && strcmp(table, m->bluegreen_table) == 0)
+                earlier = sg_migration_set_find(set, st->version);
+            free(table);
+        } else {
+            const sg_apply_step *st = &res->steps[i - e->bluegreen.count];
+            if (st->kind == SG_STEP_APPLY && st->migration->mode == SG_MIGRATION_BLUEGREEN &&
+                strcmp(st->migration->bluegreen_table, m->bluegreen_table) == 0)
+                earlier = st->migration;
+        }
+        if (!earlier || earlier->version == m->version ||
+            planned(res, earlier->version, SG_STEP_FINALIZE))
+            continue;
+        sg_log(SG_LOG_INFO, "%s changes %s too: %s will be finalized first", m->file,
+               m->bluegreen_table, earlier->file);
+        int rc = add_step(res, earlier, SG_STEP_FINALIZE, 0, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Blue-green changes whose rollback window has ended are finalized before
  * anything else runs: their old tables have been kept long enough. */
 static int plan_closed_windows(engine *e, sg_apply_result *res, const sg_migration_set *set,
@@ -257,6 +299,8 @@ static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set 
                           applied_max);
             return SG_E_TARGET;
         }
+        if (m->mode == SG_MIGRATION_BLUEGREEN && (rc = plan_same_table(e, res, set, m, err)) < 0)
+            return rc;
         if ((rc = add_step(res, m, SG_STEP_APPLY, 0, err)) < 0)
             return rc;
         if (row && is_partial(row) &&

@@ -349,7 +349,7 @@ int sg_bg_maps_build(sg_bg *b, sg_error *err)
                 (sg_bg_item){.target = o,
                              .source = fwd->target,
                              .cast = strcmp(o->type, fwd->target->type) != 0};
-        else
+        else if (!b->down) /* a revert by change keeps no window */
             sg_log(SG_LOG_WARNING,
                    "%s: column %s of the old %s has no counterpart in the new one: rows written "
                    "after the cut-over get its default there",

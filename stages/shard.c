@@ -115,7 +115,7 @@ static int apply_gate(sg_shard_outcome *out, PGconn *conn, const sg_shard_settin
     out->from_version = res.from_version;
     out->to_version = res.to_version;
     for (size_t i = 0; i < res.count; i++)
-        out->applied += res.steps[i].done;
+        out->applied += res.steps[i].done && res.steps[i].kind == SG_STEP_APPLY;
     if (rc == 0 && out->to_version != out->rehearsal.to_version) {
         rc = sg_error_set(err, SG_E_MISMATCH,
                           "the shard is at version %" PRId64

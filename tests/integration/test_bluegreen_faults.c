@@ -211,6 +211,48 @@ START_TEST(dependent_objects_are_refused)
 }
 END_TEST
 
+/* Two changes to one table in one run: the first one's window ends before
+ * the second starts; a revert of both swaps the second back and runs the
+ * first one's down section. */
+START_TEST(two_changes_to_one_table)
+{
+    fixture f = setup("twice", 3000);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    sgt_write_file(f.dir, "0002_again.sql",
+                   "-- shardgate:mode=bluegreen table=public.orders\n"
+                   "-- shardgate:up\n"
+                   "ALTER TABLE orders ALTER COLUMN id TYPE bigint;\n"
+                   "-- shardgate:down\n"
+                   "ALTER TABLE orders ALTER COLUMN id TYPE int;\n");
+    char *out = sgt_shardgate(0, MIGRATE(f, "--chunk-rows", "1000"));
+    ck_assert_msg(strstr(out, "finalized 0001_change.sql") &&
+                      strstr(out, "applied   0002_again.sql"),
+                  "%s", out);
+    free(out);
+    assert_value(&f,
+                 "SELECT string_agg(version || ':' || step, ',' ORDER BY version)"
+                 "  FROM shardgate.bluegreen",
+                 "1:finalized,2:cut-over");
+    assert_value(&f,
+                 "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum)"
+                 "  FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attnum > 0",
+                 "bigint,bigint,text");
+    free(sgt_shardgate(0, (const char *const[]){"shardgate", "revert", "--dsn", f.db,
+                                                "--migrations", f.dir, "--to", "0", NULL}));
+    assert_value(&f,
+                 "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum)"
+                 "  FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attnum > 0"
+                 "   AND NOT attisdropped",
+                 "integer,integer,text");
+    assert_value(&f, "SELECT count(*) FROM orders", "3000");
+    assert_value(&f, "SELECT count(*) FROM shardgate.bluegreen", "0");
+    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
+                 "0");
+    teardown(&f);
+}
+END_TEST
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -226,6 +268,7 @@ int main(void)
     tcase_add_test(tc, revert_refused_when_the_old_table_lost_a_write);
     tcase_add_test(tc, tampered_shadow_table_is_caught);
     tcase_add_test(tc, dependent_objects_are_refused);
+    tcase_add_test(tc, two_changes_to_one_table);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
