@@ -18,6 +18,7 @@
 static void bg_clear(sg_bg *b)
 {
     sg_bluegreen_script_free(b->script);
+    sg_bluegreen_script_free(b->back_script);
     free(b->schema);
     free(b->table);
     free(b->live);
@@ -70,8 +71,12 @@ static int bg_script(sg_bg *b, sg_error *err)
 {
     const sg_migration_section *section = b->down ? &b->m->down : &b->m->up;
     sg_bluegreen_script_free(b->script);
-    b->script = NULL;
-    return sg_bluegreen_script_build(&b->script, b->m, section, b->new_schema, err);
+    sg_bluegreen_script_free(b->back_script);
+    b->script = b->back_script = NULL;
+    int rc = sg_bluegreen_script_build(&b->script, b->m, section, b->new_schema, err);
+    if (rc == 0 && !b->down)
+        rc = sg_bluegreen_script_build(&b->back_script, b->m, &b->m->down, b->old_schema, err);
+    return rc;
 }
 
 /* Reads both tables where the step says they are, and how they map. */

@@ -54,9 +54,9 @@ typedef struct sg_bg_rel {
  * which is in scope under an alias. */
 typedef struct sg_bg_item {
     const sg_bg_column *target;
-    const sg_bg_column *source; /* NULL for a fill */
-    const char *fill;           /* an expression over the source's columns (unqualified) */
-    bool cast;                  /* source's type differs from the target's */
+    const sg_bg_column *source; /* the column it comes from (NULL: a fill of a new one) */
+    const char *fill; /* when set, the value: an expression over the source row (unqualified) */
+    bool cast;        /* source's type differs from the target's */
 } sg_bg_item;
 
 typedef struct sg_bg_map {
@@ -79,6 +79,9 @@ typedef struct sg_bg {
     bool down; /* a down section run as a change of its own */
     const sg_migration_section *section;
     sg_bluegreen_script *script;
+    /* the down section's fills, which compute the old shape's columns from
+     * the new one for the rollback window (NULL for a down change) */
+    sg_bluegreen_script *back_script;
     char *schema, *table;                /* the table, unquoted */
     char new_schema[64], old_schema[64]; /* shardgate_new_V, shardgate_old_V */
     char *live, *shadow, *kept; /* quoted: schema.table, new_schema.table, old_schema.table */

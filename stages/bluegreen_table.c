@@ -328,9 +328,11 @@ int sg_bg_maps_build(sg_bg *b, sg_error *err)
             continue;
         const sg_bluegreen_fill *fill = fill_of(s, g->name);
         const sg_bg_column *from = find_column(&b->blue, renamed_from(s, g->name));
+        /* a fill wins over the column it came from, which still says
+         * where the column goes back to and whose sequence it takes */
         if (fill)
             b->forward.items[b->forward.count++] =
-                (sg_bg_item){.target = g, .fill = fill->expression};
+                (sg_bg_item){.target = g, .source = from, .fill = fill->expression};
         else if (from)
             b->forward.items[b->forward.count++] =
                 (sg_bg_item){.target = g, .source = from, .cast = strcmp(from->type, g->type) != 0};
@@ -344,7 +346,12 @@ int sg_bg_maps_build(sg_bg *b, sg_error *err)
         for (size_t j = 0; j < b->forward.count && !fwd; j++)
             if (b->forward.items[j].source == o)
                 fwd = &b->forward.items[j];
-        if (fwd)
+        /* the down section's USING or UPDATE ... SET says how, when it does */
+        const sg_bluegreen_fill *fill = b->back_script ? fill_of(b->back_script, o->name) : NULL;
+        if (fill)
+            b->back.items[b->back.count++] = (sg_bg_item){
+                .target = o, .source = fwd ? fwd->target : NULL, .fill = fill->expression};
+        else if (fwd)
             b->back.items[b->back.count++] =
                 (sg_bg_item){.target = o,
                              .source = fwd->target,
