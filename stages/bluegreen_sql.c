@@ -8,60 +8,7 @@
 
 #include "common/mem.h"
 
-/* Trees are unpacked with our allocator, so that allocation-failure tests
- * reach them, and so that a string put into a tree is freed with it. */
-static void *tree_alloc(void *data, size_t size)
-{
-    (void)data;
-    return sg_malloc(size);
-}
-
-static void tree_free(void *data, void *ptr)
-{
-    (void)data;
-    free(ptr);
-}
-
-static ProtobufCAllocator tree_allocator = {tree_alloc, tree_free, NULL};
-
 /* ---- walking parse trees ---- */
-
-typedef void (*visit_fn)(const ProtobufCMessage *msg, void *ctx);
-
-/* Calls visit on msg, then on every message below it (as they are after the
- * visit), through protobuf-c's descriptors: one walker for the parser's some
- * 250 node types. The walker only reads; visitors of a tree of our own may
- * change it. */
-static void walk(const ProtobufCMessage *msg, visit_fn visit, void *ctx)
-{
-    if (!msg)
-        return;
-    visit(msg, ctx);
-    const ProtobufCMessageDescriptor *d = msg->descriptor;
-    const char *base = (const char *)msg;
-    if (d == &pg_query__node__descriptor) {
-        /* a Node is a oneof: go straight to the one field set */
-        const PgQuery__Node *node = (const PgQuery__Node *)msg;
-        const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field(d, (unsigned)node->node_case);
-        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE)
-            walk(*(ProtobufCMessage *const *)(base + f->offset), visit, ctx);
-        return;
-    }
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
-            continue;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)(base + f->quantifier_offset);
-            ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)(base + f->offset);
-            for (size_t k = 0; k < n; k++)
-                walk(items[k], visit, ctx);
-        } else {
-            walk(*(ProtobufCMessage *const *)(base + f->offset), visit, ctx);
-        }
-    }
-}
 
 static void min_location(const ProtobufCMessage *msg, void *ctx)
 {
@@ -80,7 +27,7 @@ static void min_location(const ProtobufCMessage *msg, void *ctx)
 static int first_location(const PgQuery__Node *node)
 {
     int first = -1;
-    walk(&node->base, min_location, &first);
+    sg_sql_walk(&node->base, min_location, &first);
     return first;
 }
 
@@ -469,7 +416,7 @@ static const char *update_refusal(const PgQuery__UpdateStmt *s, const char *sche
          * function of the row, and the name scopes of a subquery would make
          * the fill's columns ambiguous once unqualified */
         *location = -1;
-        walk(&target->val->base, find_sublink, location);
+        sg_sql_walk(&target->val->base, find_sublink, location);
         if (*location >= 0)
             return "UPDATE ... SET with a subquery: an UPDATE of a blue-green file fills columns "
                    "from blue's row alone";
@@ -560,7 +507,7 @@ typedef struct packed {
 
 static int pack(packed *out, PgQuery__ParseResult *tree, sg_error *err)
 {
-    walk(&tree->base, clear_location, NULL);
+    sg_sql_walk(&tree->base, clear_location, NULL);
     out->len = pg_query__parse_result__get_packed_size(tree);
     if (!(out->data = sg_malloc(out->len ? out->len : 1)))
         return nomem(err);
@@ -578,7 +525,7 @@ static int parses_to(bool *same, const char *text, const packed *want, sg_error 
     *same = false;
     if (parsed.error)
         goto done;
-    tree = pg_query__parse_result__unpack(&tree_allocator, parsed.parse_tree.len,
+    tree = pg_query__parse_result__unpack(&sg_sql_tree_allocator, parsed.parse_tree.len,
                                           (const uint8_t *)parsed.parse_tree.data);
     if (!tree) {
         rc = nomem(err);
@@ -590,7 +537,7 @@ static int parses_to(bool *same, const char *text, const packed *want, sg_error 
 done:
     free(got.data);
     if (tree)
-        pg_query__parse_result__free_unpacked(tree, &tree_allocator);
+        pg_query__parse_result__free_unpacked(tree, &sg_sql_tree_allocator);
     pg_query_free_protobuf_parse_result(parsed);
     return rc;
 }
@@ -661,7 +608,7 @@ static int deparse(char **out, PgQuery__ParseResult *tree, const char *what, sg_
         (rc = parses_to(&same, text, &want, err)) < 0)
         goto done;
     if (!same) {
-        walk(&tree->base, quote_names_visit, &failed);
+        sg_sql_walk(&tree->base, quote_names_visit, &failed);
         if (failed) {
             rc = nomem(err);
             goto done;
@@ -732,7 +679,7 @@ int sg_sql_rewrite_table(char **out, const char *sql, const char *from_schema, c
         sg_error_detail(err, "statement: %.300s", sql);
         goto done;
     }
-    tree = pg_query__parse_result__unpack(&tree_allocator, parsed.parse_tree.len,
+    tree = pg_query__parse_result__unpack(&sg_sql_tree_allocator, parsed.parse_tree.len,
                                           (const uint8_t *)parsed.parse_tree.data);
     if (!tree) {
         rc = nomem(err);
@@ -746,7 +693,7 @@ int sg_sql_rewrite_table(char **out, const char *sql, const char *from_schema, c
         goto done;
     }
     PgQuery__Node *stmt = tree->stmts[0]->stmt;
-    walk(&stmt->base, retarget_visit, &r);
+    sg_sql_walk(&stmt->base, retarget_visit, &r);
     if (r.failed) {
         rc = nomem(err);
         goto done;
@@ -757,7 +704,7 @@ int sg_sql_rewrite_table(char **out, const char *sql, const char *from_schema, c
     rc = deparse(out, tree, what, err);
 done:
     if (tree)
-        pg_query__parse_result__free_unpacked(tree, &tree_allocator);
+        pg_query__parse_result__free_unpacked(tree, &sg_sql_tree_allocator);
     pg_query_free_protobuf_parse_result(parsed);
     return rc;
 }
@@ -797,7 +744,7 @@ static void unqualify_visit(const ProtobufCMessage *msg, void *ctx)
         drop = 2;
     }
     for (size_t i = 0; i < drop; i++)
-        pg_query__node__free_unpacked(ref->fields[i], &tree_allocator);
+        pg_query__node__free_unpacked(ref->fields[i], &sg_sql_tree_allocator);
     memmove(ref->fields, ref->fields + drop, (ref->n_fields - drop) * sizeof(*ref->fields));
     ref->n_fields -= drop;
 }
@@ -848,11 +795,11 @@ static int deparse_expression(char **out, const PgQuery__Node *expr, const unqua
         goto done;
     }
     pg_query__node__pack(expr, buf);
-    if (!(copy = pg_query__node__unpack(&tree_allocator, len, buf))) {
+    if (!(copy = pg_query__node__unpack(&sg_sql_tree_allocator, len, buf))) {
         rc = nomem(err);
         goto done;
     }
-    walk(&copy->base, unqualify_visit, (void *)u);
+    sg_sql_walk(&copy->base, unqualify_visit, (void *)u);
     if ((rc = deparse_target(&text, copy, err)) < 0)
         goto done;
     if (strncmp(text, select, sizeof(select) - 1) != 0) {
@@ -866,7 +813,7 @@ static int deparse_expression(char **out, const PgQuery__Node *expr, const unqua
 done:
     free(text);
     if (copy)
-        pg_query__node__free_unpacked(copy, &tree_allocator);
+        pg_query__node__free_unpacked(copy, &sg_sql_tree_allocator);
     free(buf);
     return rc;
 }

@@ -58,80 +58,48 @@ static int run_taken(sg_bg *b, char *sql, sg_error *err)
 
 /* ---- foreign keys that reference the table ---- */
 
-typedef struct inbound_fk {
-    char *table, *name, *definition;
-    bool validated;
-} inbound_fk;
-
-typedef struct inbound_fks {
-    inbound_fk *items;
-    size_t count;
-} inbound_fks;
-
-static void inbound_clear(inbound_fks *fks)
-{
-    for (size_t i = 0; i < fks->count; i++) {
-        free(fks->items[i].table);
-        free(fks->items[i].name);
-        free(fks->items[i].definition);
-    }
-    free(fks->items);
-    memset(fks, 0, sizeof(*fks));
-}
-
-/* Other tables' foreign keys to rel, read under the swap's lock. Their
+/* Other tables' foreign keys to rel, read under the swap's lock: per row
+ * the table, the name, the definition and whether it is validated. Their
  * definitions name the referenced table by name, which after the swap is
  * the other table. */
-static int inbound_read(inbound_fks *out, sg_bg *b, const char *rel, sg_error *err)
+static int inbound_read(PGresult **out, sg_bg *b, const char *rel, sg_error *err)
 {
-    PGresult *res = NULL;
     const char *params[] = {rel};
-    int rc = sg_pg_query_params(&res, b->e->conn,
-                                "SELECT c.conrelid::pg_catalog.regclass::text,"
-                                "       pg_catalog.quote_ident(c.conname),"
-                                "       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated"
-                                "  FROM pg_catalog.pg_constraint c"
-                                " WHERE c.contype = 'f'"
-                                "   AND c.confrelid = $1::pg_catalog.regclass"
-                                "   AND c.conrelid <> $1::pg_catalog.regclass"
-                                " ORDER BY 1, 2",
-                                1, params, err);
-    memset(out, 0, sizeof(*out));
-    int n = rc == 0 ? PQntuples(res) : 0;
-    if (n > 0 && !(out->items = sg_calloc((size_t)n, sizeof(*out->items))))
-        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-    for (int i = 0; rc == 0 && i < n; i++) {
-        inbound_fk *fk = &out->items[out->count++];
-        fk->table = sg_strdup(PQgetvalue(res, i, 0));
-        fk->name = sg_strdup(PQgetvalue(res, i, 1));
-        fk->definition = sg_strdup(PQgetvalue(res, i, 2));
-        fk->validated = strcmp(PQgetvalue(res, i, 3), "t") == 0;
-        if (!fk->table || !fk->name || !fk->definition)
-            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-    }
-    PQclear(res);
-    return rc;
+    return sg_pg_query_params(out, b->e->conn,
+                              "SELECT c.conrelid::pg_catalog.regclass::text,"
+                              "       pg_catalog.quote_ident(c.conname),"
+                              "       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated"
+                              "  FROM pg_catalog.pg_constraint c"
+                              " WHERE c.contype = 'f'"
+                              "   AND c.confrelid = $1::pg_catalog.regclass"
+                              "   AND c.conrelid <> $1::pg_catalog.regclass"
+                              " ORDER BY 1, 2",
+                              1, params, err);
 }
 
-static int inbound_drop(sg_bg *b, const inbound_fks *fks, sg_error *err)
+static bool validated(const PGresult *fks, int i)
+{
+    return strcmp(PQgetvalue(fks, i, 3), "t") == 0;
+}
+
+static int inbound_drop(sg_bg *b, const PGresult *fks, sg_error *err)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < fks->count; i++)
-        rc = runf(b, err, "ALTER TABLE %s DROP CONSTRAINT %s", fks->items[i].table,
-                  fks->items[i].name);
+    for (int i = 0; rc == 0 && i < PQntuples(fks); i++)
+        rc = runf(b, err, "ALTER TABLE %s DROP CONSTRAINT %s", PQgetvalue(fks, i, 0),
+                  PQgetvalue(fks, i, 1));
     return rc;
 }
 
 /* Re-created NOT VALID, which needs no scan under the lock; validated after
  * the commit, which holds no lock that blocks writers. */
-static int inbound_add(sg_bg *b, const inbound_fks *fks, sg_error *err)
+static int inbound_add(sg_bg *b, const PGresult *fks, sg_error *err)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < fks->count; i++) {
-        const inbound_fk *fk = &fks->items[i];
-        rc = runf(b, err, "ALTER TABLE %s ADD CONSTRAINT %s %s%s", fk->table, fk->name,
-                  fk->definition, fk->validated ? " NOT VALID" : "");
-    }
+    for (int i = 0; rc == 0 && i < PQntuples(fks); i++)
+        rc = runf(b, err, "ALTER TABLE %s ADD CONSTRAINT %s %s%s", PQgetvalue(fks, i, 0),
+                  PQgetvalue(fks, i, 1), PQgetvalue(fks, i, 2),
+                  validated(fks, i) ? " NOT VALID" : "");
     return rc;
 }
 
@@ -165,87 +133,52 @@ int sg_bg_validate_foreign_keys(sg_bg *b, sg_error *err)
 
 /* ---- sequences ---- */
 
-typedef struct owned_seq {
-    char *sequence, *column; /* column of the table leaving */
-} owned_seq;
-
-typedef struct owned_seqs {
-    owned_seq *items;
-    size_t count;
-} owned_seqs;
-
-static void owned_clear(owned_seqs *s)
-{
-    for (size_t i = 0; i < s->count; i++) {
-        free(s->items[i].sequence);
-        free(s->items[i].column);
-    }
-    free(s->items);
-    memset(s, 0, sizeof(*s));
-}
-
 /* Sequences owned by rel's columns (serial), not its identity sequences:
  * SET SCHEMA would take them along, and DROP TABLE would drop them. */
-static int owned_read(owned_seqs *out, sg_bg *b, const char *rel, sg_error *err)
+static int owned_read(PGresult **out, sg_bg *b, const char *rel, sg_error *err)
 {
-    PGresult *res = NULL;
     const char *params[] = {rel};
-    int rc = sg_pg_query_params(&res, b->e->conn,
-                                "SELECT d.objid::pg_catalog.regclass::text, a.attname"
-                                "  FROM pg_catalog.pg_depend d"
-                                "  JOIN pg_catalog.pg_class s ON s.oid = d.objid"
-                                "  JOIN pg_catalog.pg_attribute a"
-                                "    ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
-                                " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-                                "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-                                "   AND d.refobjid = $1::pg_catalog.regclass"
-                                "   AND d.deptype = 'a' AND s.relkind = 'S'",
-                                1, params, err);
-    memset(out, 0, sizeof(*out));
-    int n = rc == 0 ? PQntuples(res) : 0;
-    if (n > 0 && !(out->items = sg_calloc((size_t)n, sizeof(*out->items))))
-        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-    for (int i = 0; rc == 0 && i < n; i++) {
-        owned_seq *s = &out->items[out->count++];
-        s->sequence = sg_strdup(PQgetvalue(res, i, 0));
-        s->column = sg_strdup(PQgetvalue(res, i, 1));
-        if (!s->sequence || !s->column)
-            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-    }
-    PQclear(res);
-    return rc;
+    return sg_pg_query_params(out, b->e->conn,
+                              "SELECT d.objid::pg_catalog.regclass::text, a.attname"
+                              "  FROM pg_catalog.pg_depend d"
+                              "  JOIN pg_catalog.pg_class s ON s.oid = d.objid"
+                              "  JOIN pg_catalog.pg_attribute a"
+                              "    ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+                              " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+                              "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+                              "   AND d.refobjid = $1::pg_catalog.regclass"
+                              "   AND d.deptype = 'a' AND s.relkind = 'S'",
+                              1, params, err);
 }
 
-static int owned_release(sg_bg *b, const owned_seqs *seqs, sg_error *err)
+static int owned_release(sg_bg *b, const PGresult *seqs, sg_error *err)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < seqs->count; i++)
-        rc = runf(b, err, "ALTER SEQUENCE %s OWNED BY NONE", seqs->items[i].sequence);
+    for (int i = 0; rc == 0 && i < PQntuples(seqs); i++)
+        rc = runf(b, err, "ALTER SEQUENCE %s OWNED BY NONE", PQgetvalue(seqs, i, 0));
     return rc;
 }
 
 /* Hands each sequence to the incoming table's column that the leaving
  * column maps to (map: incoming from leaving). */
-static int owned_hand_over(sg_bg *b, const owned_seqs *seqs, const sg_bg_map *map,
+static int owned_hand_over(sg_bg *b, const PGresult *seqs, const sg_bg_map *map,
                            const char *incoming, sg_error *err)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < seqs->count; i++) {
+    for (int i = 0; rc == 0 && i < PQntuples(seqs); i++) {
+        const char *sequence = PQgetvalue(seqs, i, 0), *column = PQgetvalue(seqs, i, 1);
         const sg_bg_item *to = NULL;
         for (size_t j = 0; j < map->count && !to; j++)
-            if (map->items[j].source &&
-                strcmp(map->items[j].source->name, seqs->items[i].column) == 0)
+            if (map->items[j].source && strcmp(map->items[j].source->name, column) == 0)
                 to = &map->items[j];
         if (!to) {
             sg_log(SG_LOG_WARNING,
-                   "%s: sequence %s stays without an owner: its column %s has no "
-                   "counterpart",
-                   b->m->file, seqs->items[i].sequence, seqs->items[i].column);
+                   "%s: sequence %s stays without an owner: its column %s has no counterpart",
+                   b->m->file, sequence, column);
             continue;
         }
         char *col = sg_bg_quote(to->target->name);
-        rc = col ? runf(b, err, "ALTER SEQUENCE %s OWNED BY %s.%s", seqs->items[i].sequence,
-                        incoming, col)
+        rc = col ? runf(b, err, "ALTER SEQUENCE %s OWNED BY %s.%s", sequence, incoming, col)
                  : sg_error_set(err, SG_E_NOMEM, "out of memory");
         free(col);
     }
@@ -312,8 +245,7 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
 {
     swap *s = ctx;
     sg_bg *b = s->b;
-    inbound_fks fks = {0};
-    owned_seqs seqs = {0};
+    PGresult *fks = NULL, *seqs = NULL;
     char *qout = sg_bg_quote(s->out_schema);
     int rc;
     (void)e;
@@ -323,10 +255,10 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
         goto done;
     s->locked_at = sg_monotonic_ms();
     if ((rc = sg_bg_check_sync_errors(b, s->leaving_triggers, err)) < 0 ||
-        (rc = inbound_read(&fks, b, b->live, err)) < 0 || (rc = inbound_drop(b, &fks, err)) < 0 ||
+        (rc = inbound_read(&fks, b, b->live, err)) < 0 || (rc = inbound_drop(b, fks, err)) < 0 ||
         (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, s->leaving_triggers, err), err)) <
             0 ||
-        (rc = owned_read(&seqs, b, b->live, err)) < 0 || (rc = owned_release(b, &seqs, err)) < 0)
+        (rc = owned_read(&seqs, b, b->live, err)) < 0 || (rc = owned_release(b, seqs, err)) < 0)
         goto done;
     char *qschema = sg_bg_quote(b->schema);
     if (!qschema) {
@@ -339,7 +271,7 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
               qout, b->live, qout, s->incoming, qschema);
     free(qschema);
     /* the names now: b->live is the incoming table, the leaving one is in out_schema */
-    if (rc < 0 || (rc = owned_hand_over(b, &seqs, s->map, b->live, err)) < 0 ||
+    if (rc < 0 || (rc = owned_hand_over(b, seqs, s->map, b->live, err)) < 0 ||
         (rc = identity_carry(b, s->map, b->live, s->sync_target, err)) < 0 ||
         (rc = run_taken(b, drop_functions_sql(s->dropped_schema, err), err)) < 0)
         goto done;
@@ -355,16 +287,16 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
                                            s->sync_direction, err),
                         err)) < 0)
         goto done;
-    if ((rc = inbound_add(b, &fks, err)) < 0 || (rc = sg_bg_state_set(b, s->step, err)) < 0)
+    if ((rc = inbound_add(b, fks, err)) < 0 || (rc = sg_bg_state_set(b, s->step, err)) < 0)
         goto done;
     json_decref(s->fk_names);
     s->fk_names = json_array();
-    for (size_t i = 0; s->fk_names && i < fks.count; i++)
-        if (fks.items[i].validated)
-            json_array_append_new(s->fk_names, json_string(fks.items[i].name));
+    for (int i = 0; s->fk_names && i < PQntuples(fks); i++)
+        if (validated(fks, i))
+            json_array_append_new(s->fk_names, json_string(PQgetvalue(fks, i, 1)));
 done:
-    inbound_clear(&fks);
-    owned_clear(&seqs);
+    PQclear(fks);
+    PQclear(seqs);
     free(qout);
     return rc;
 }

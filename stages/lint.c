@@ -169,44 +169,6 @@ static void map_clear(name_map *m)
     memset(m, 0, sizeof(*m));
 }
 
-/* ---- walking parse trees ---- */
-
-typedef void (*visit_fn)(const ProtobufCMessage *msg, void *ctx);
-
-/* Calls visit on msg and every message below it, through protobuf-c's
- * descriptors, so that no rule needs a walker of its own for each of the
- * parser's node types. */
-static void walk(const ProtobufCMessage *msg, visit_fn visit, void *ctx)
-{
-    if (!msg)
-        return;
-    visit(msg, ctx);
-    const ProtobufCMessageDescriptor *d = msg->descriptor;
-    const char *base = (const char *)msg;
-    if (d == &pg_query__node__descriptor) {
-        /* a Node is a oneof of some 250 fields: go straight to the one set */
-        const PgQuery__Node *node = (const PgQuery__Node *)msg;
-        const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field(d, (unsigned)node->node_case);
-        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE)
-            walk(*(ProtobufCMessage *const *)(base + f->offset), visit, ctx);
-        return;
-    }
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
-            continue;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)(base + f->quantifier_offset);
-            ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)(base + f->offset);
-            for (size_t k = 0; k < n; k++)
-                walk(items[k], visit, ctx);
-        } else {
-            walk(*(ProtobufCMessage *const *)(base + f->offset), visit, ctx);
-        }
-    }
-}
-
 /* ---- the linter's state ---- */
 
 typedef enum { SECTION_UP, SECTION_DOWN, SECTION_VERIFY } section_kind;
@@ -694,7 +656,7 @@ static void lint_default(lint *l, const table *t, const PgQuery__ColumnDef *col,
     static const char hint[] = "add the column without a default (or with a constant one), "
                                "then SET DEFAULT and fill existing rows in batches";
     default_scan scan = {NULL, NULL};
-    walk(&expr->base, default_visit, &scan);
+    sg_sql_walk(&expr->base, default_visit, &scan);
     if (scan.volatile_call)
         report(l, R_VOLATILE_DEFAULT, scan.volatile_call->location, hint,
                "default %s() of new column %s is volatile: adding it rewrites table %s",

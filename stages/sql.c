@@ -15,8 +15,9 @@ struct sg_sql_script {
     size_t count;
 };
 
-/* The parse tree is unpacked with our allocator, so that allocation-failure
- * tests reach it like every other allocation. */
+/* Parse trees are unpacked with our allocator, so that allocation-failure
+ * tests reach them like every other allocation, and a string put into a
+ * tree is freed with it. */
 static void *tree_alloc(void *data, size_t size)
 {
     (void)data;
@@ -29,7 +30,7 @@ static void tree_free(void *data, void *ptr)
     free(ptr);
 }
 
-static ProtobufCAllocator tree_allocator = {tree_alloc, tree_free, NULL};
+ProtobufCAllocator sg_sql_tree_allocator = {tree_alloc, tree_free, NULL};
 
 void sg_sql_position(const char *text, size_t offset, unsigned first_line, unsigned *line,
                      unsigned *column)
@@ -198,7 +199,7 @@ int sg_sql_script_parse(sg_sql_script **out, const char *text, size_t len, unsig
         rc = syntax_error(s->text, parsed.error, first_line, err);
         goto done;
     }
-    s->tree = pg_query__parse_result__unpack(&tree_allocator, parsed.parse_tree.len,
+    s->tree = pg_query__parse_result__unpack(&sg_sql_tree_allocator, parsed.parse_tree.len,
                                              (const uint8_t *)parsed.parse_tree.data);
     if (!s->tree)
         goto nomem;
@@ -207,7 +208,7 @@ int sg_sql_script_parse(sg_sql_script **out, const char *text, size_t len, unsig
         rc = syntax_error(s->text, scanned.error, first_line, err);
         goto done;
     }
-    scan = pg_query__scan_result__unpack(&tree_allocator, scanned.pbuf.len,
+    scan = pg_query__scan_result__unpack(&sg_sql_tree_allocator, scanned.pbuf.len,
                                          (const uint8_t *)scanned.pbuf.data);
     s->count = s->tree->n_stmts;
     if (!scan || !(s->stmts = sg_calloc(s->count + 1, sizeof(*s->stmts))) ||
@@ -239,7 +240,7 @@ done:
     free(ranges);
     free(ends);
     if (scan)
-        pg_query__scan_result__free_unpacked(scan, &tree_allocator);
+        pg_query__scan_result__free_unpacked(scan, &sg_sql_tree_allocator);
     pg_query_free_scan_result(scanned);
     pg_query_free_protobuf_parse_result(parsed);
     sg_sql_script_free(s);
@@ -290,7 +291,38 @@ void sg_sql_script_free(sg_sql_script *script)
     }
     free(script->stmts);
     if (script->tree)
-        pg_query__parse_result__free_unpacked(script->tree, &tree_allocator);
+        pg_query__parse_result__free_unpacked(script->tree, &sg_sql_tree_allocator);
     free(script->text);
     free(script);
+}
+
+void sg_sql_walk(const ProtobufCMessage *msg, sg_sql_visit_fn visit, void *ctx)
+{
+    if (!msg)
+        return;
+    visit(msg, ctx);
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    const char *base = (const char *)msg;
+    if (d == &pg_query__node__descriptor) {
+        /* a Node is a oneof of some 250 fields: go straight to the one set */
+        const PgQuery__Node *node = (const PgQuery__Node *)msg;
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field(d, (unsigned)node->node_case);
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE)
+            sg_sql_walk(*(ProtobufCMessage *const *)(base + f->offset), visit, ctx);
+        return;
+    }
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)(base + f->offset);
+            for (size_t k = 0; k < n; k++)
+                sg_sql_walk(items[k], visit, ctx);
+        } else {
+            sg_sql_walk(*(ProtobufCMessage *const *)(base + f->offset), visit, ctx);
+        }
+    }
 }

@@ -44,6 +44,16 @@ void sg_sql_script_digest(const sg_sql_script *script, size_t count, char out[SG
 /* Whether rule is silenced for stmt by a `-- shardgate:allow` comment. */
 int sg_sql_stmt_allows(const sg_sql_stmt *stmt, const char *rule);
 
+/* The allocator parse trees are unpacked (and packed copies freed) with. */
+extern ProtobufCAllocator sg_sql_tree_allocator;
+
+/* Calls visit on msg, then on every message below it (as they are after the
+ * visit), through protobuf-c's descriptors: one walker for the parser's some
+ * 250 node types. The walker only reads; a visitor of a tree of its own may
+ * change the message it is given. */
+typedef void (*sg_sql_visit_fn)(const ProtobufCMessage *msg, void *ctx);
+void sg_sql_walk(const ProtobufCMessage *msg, sg_sql_visit_fn visit, void *ctx);
+
 /* The line and column (1-based) of byte offset in text, which starts at line
  * first_line. */
 void sg_sql_position(const char *text, size_t offset, unsigned first_line, unsigned *line,
