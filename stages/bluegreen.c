@@ -282,8 +282,7 @@ done:
 static int prepare(sg_bg *b, sg_error *err)
 {
     int rc;
-    if ((rc = sg_bg_rel_load(&b->blue, b->e->conn, b->schema, b->table, err)) < 0 ||
-        (rc = sg_bg_check_table(b, err)) < 0)
+    if ((rc = sg_bg_check_table(b, err)) < 0)
         return rc;
     sg_log(SG_LOG_INFO, "%s: building the new %s in %s", b->m->file, b->m->bluegreen_table,
            b->new_schema);

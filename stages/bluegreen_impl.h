@@ -102,8 +102,9 @@ int sg_bg_rel_load(sg_bg_rel *rel, PGconn *conn, const char *schema, const char 
                    sg_error *err);
 void sg_bg_rel_clear(sg_bg_rel *rel);
 
-/* Why blue cannot be changed this way (SG_E_USAGE naming the table and the
- * object in the way), checked before anything is created. */
+/* Reads blue (into b->blue) and says why it cannot be changed this way:
+ * SG_E_NOT_FOUND when it is not there, SG_E_USAGE naming the object in the
+ * way; checked before anything is created. */
 int sg_bg_check_table(sg_bg *b, sg_error *err);
 
 /* Works out b->forward and b->back from b->blue, b->green and the script's

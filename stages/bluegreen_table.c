@@ -190,7 +190,9 @@ int sg_bg_check_table(sg_bg *b, sg_error *err)
         goto done;
     }
     PQclear(res);
-    if ((rc = sg_pg_query_params(&res, b->e->conn, obstacles_sql, 1, exists_params, err)) < 0)
+    res = NULL;
+    if ((rc = sg_bg_rel_load(&b->blue, b->e->conn, b->schema, b->table, err)) < 0 ||
+        (rc = sg_pg_query_params(&res, b->e->conn, obstacles_sql, 1, exists_params, err)) < 0)
         goto done;
     if (PQntuples(res) > 0) {
         const char *what = PQgetvalue(res, 0, 0), *name = PQgetvalue(res, 0, 1);

@@ -21,6 +21,7 @@ enum {
     EXIT_LINT = 1,
     EXIT_USAGE = 2,
     EXIT_DB = 12,
+    EXIT_NOT_FOUND = 10,
     EXIT_TARGET = 13,
     EXIT_MISMATCH = 14,
     EXIT_BUSY = 19
@@ -552,16 +553,18 @@ START_TEST(refusals_change_nothing)
                                          NULL}));
     assert_value(&f, "SELECT to_regclass('late') IS NULL", "t");
     remove_file(&f, "0002_late.sql");
-    /* blue-green files are parsed, but this version does not run them */
+    /* a blue-green file for a table that is not there: nothing is made */
     write_file(&f, "0004_bluegreen.sql",
-               "-- shardgate:mode=bluegreen table=public.orders\n"
+               "-- shardgate:mode=bluegreen table=public.nope\n"
                "-- shardgate:up\n"
-               "ALTER TABLE orders ALTER COLUMN total TYPE bigint;\n"
+               "ALTER TABLE nope ALTER COLUMN total TYPE bigint;\n"
                "-- shardgate:down\n"
-               "ALTER TABLE orders ALTER COLUMN total TYPE numeric;\n");
+               "ALTER TABLE nope ALTER COLUMN total TYPE numeric;\n");
     free(run_fails(
-        &f, EXIT_USAGE, "migrate", NULL,
-        (const char *const[]){"0004_bluegreen.sql: mode=bluegreen is not supported", NULL}));
+        &f, EXIT_NOT_FOUND, "migrate", NULL,
+        (const char *const[]){"0004_bluegreen.sql: table public.nope does not exist", NULL}));
+    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
+                 "0");
     /* COPY with client data: lint refuses it; allowed anyway, it fails cleanly */
     write_file(&f, "0004_bluegreen.sql",
                "-- shardgate:irreversible data-change\n"
