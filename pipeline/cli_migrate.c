@@ -115,7 +115,7 @@ static const sg_option apply_options[] = {
      "blue-green: rows of the first copy chunk, adapted to --chunk-time (default 5000)", 1,
      10000000},
     {"chunk-time", SG_OPT_DURATION, APPLY(chunk_time_ms), "DURATION",
-     "blue-green: the time a copy chunk should take (default 200ms; 0: fixed size)", 0, 0},
+     "blue-green: the time a copy chunk should take (default 50ms; 0: fixed size)", 0, 0},
     {"chunk-pause", SG_OPT_DURATION, APPLY(chunk_pause_ms), "DURATION",
      "blue-green: pause between copy chunks (default 0)", 0, 0},
     {"max-lag", SG_OPT_DURATION, APPLY(max_lag_ms), "DURATION",

@@ -42,7 +42,7 @@
  *                                     (default 0: none)
  *   bluegreen:                        how mode=bluegreen files run (stages/bluegreen.h)
  *     chunk_rows: 5000                rows of the first copy chunk
- *     chunk_time: 200ms               the chunk size adapts to this time per chunk
+ *     chunk_time: 50ms                the chunk size adapts to this time per chunk
  *     chunk_pause: 0                  pause between chunks
  *     max_lag: 1s                     pause the copy while a standby lags more (0: never)
  *     keep_old: 24h                   the rollback window: the old table is dropped

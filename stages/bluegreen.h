@@ -32,7 +32,7 @@
 
 typedef struct sg_bluegreen_options {
     uint64_t chunk_rows;     /* rows of the first chunk (default 5,000) */
-    uint64_t chunk_time_ms;  /* the chunk size adapts to this time per chunk (default 200 ms) */
+    uint64_t chunk_time_ms;  /* the chunk size adapts to this time per chunk (default 50 ms) */
     uint64_t chunk_pause_ms; /* sleep between chunks (default 0) */
     uint64_t max_lag_ms;     /* pause while a standby replays further behind (default 1 s) */
     uint64_t keep_old_ms;    /* rollback window after the cut-over (default 24 h) */

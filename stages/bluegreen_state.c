@@ -18,7 +18,7 @@ void sg_bluegreen_options_init(sg_bluegreen_options *opts)
         .chunk_rows = 5000,
         /* a chunk holds FOR SHARE locks on its rows while it runs: writers to
          * those rows wait for it, so it is kept short */
-        .chunk_time_ms = 200,
+        .chunk_time_ms = 50,
         .max_lag_ms = 1000,
         .keep_old_ms = 24 * 3600 * 1000,
     };

@@ -538,7 +538,7 @@ START_TEST(test_bluegreen)
     int rc = load(&cfg, HEAD FLEET STAGES, &err);
     ck_assert_msg(rc == 0, "%s", err.message);
     ck_assert_uint_eq(cfg.bluegreen.chunk_rows, 5000);
-    ck_assert_uint_eq(cfg.bluegreen.chunk_time_ms, 200);
+    ck_assert_uint_eq(cfg.bluegreen.chunk_time_ms, 50);
     ck_assert_uint_eq(cfg.bluegreen.chunk_pause_ms, 0);
     ck_assert_uint_eq(cfg.bluegreen.max_lag_ms, 1000);
     ck_assert_uint_eq(cfg.bluegreen.keep_old_ms, 24u * 3600 * 1000);
