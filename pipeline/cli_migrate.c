@@ -212,7 +212,7 @@ static void print_steps(const sg_apply_result *res, bool dry_run)
                    sg_migration_mode_name(m->mode), n, n == 1 ? "" : "s",
                    st->resume_from ? ", resuming" : "");
         } else {
-            printf("%-9s %s  %" PRId64 " ms%s", step_action(st->kind, true), m->file,
+            printf("%-8s %s  %" PRId64 " ms%s", step_action(st->kind, true), m->file,
                    st->duration_ms, st->attempts > 1 ? "  (after lock retries)" : "");
             if (st->lock_ms >= 0)
                 printf("  (table locked %.1f ms)", st->lock_ms);

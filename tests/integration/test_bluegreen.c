@@ -323,7 +323,15 @@ enum {
 
 #define INSERT_ITEMS                                                                               \
     "INSERT INTO items (id, qty, price, name) VALUES (:nk, :q, :p, 'new ' || :nk);\n"
-#define UPDATE_ITEMS "UPDATE items SET qty = :q, price = :p, name = 'upd ' || :q WHERE id = :k;\n"
+/* An update or delete of items and of its control by one statement: one
+ * snapshot for both, so a row another client is inserting is either in
+ * both or in neither (two statements could see it only in the second). */
+#define UPDATE_ITEMS                                                                               \
+    "WITH u AS (UPDATE items SET qty = :q, price = :p, name = 'upd ' || :q WHERE id = :k"          \
+    " RETURNING id) "
+#define UPDATE_CONTROL                                                                             \
+    "UPDATE items_control SET qty = :q, price = :p, name = 'upd ' || :q"                           \
+    " WHERE id IN (SELECT id FROM u);\n"
 
 /* The load on items. Each transaction touches at most one existing row, in
  * items first, so clients never deadlock; keys reach a fifth past the
@@ -344,16 +352,17 @@ static void start_items_load(fixture *f, int rows, int flags)
                                        "\\else\n" INSERT_ITEMS "\\endif\n";
     static const char update_total[] =
         "\\if :has_total\n"
-        "UPDATE items SET qty = :q, price = :p, name = 'upd ' || :q, total = :q * :p"
-        " WHERE id = :k;\n"
-        "\\else\n" UPDATE_ITEMS "\\endif\n";
+        "WITH u AS (UPDATE items SET qty = :q, price = :p, name = 'upd ' || :q,"
+        " total = :q * :p WHERE id = :k RETURNING id) " UPDATE_CONTROL
+        "\\else\n" UPDATE_ITEMS UPDATE_CONTROL "\\endif\n";
     bool total = flags & LOAD_TOTAL;
     char *moves = sgt_asprintf("\\set k random(1, %d)\n"
                                "BEGIN;\n"
                                "SELECT nextval('items_key') AS nk \\gset\n"
-                               "UPDATE items SET id = :nk, name = 'moved ' || :k WHERE id = :k;\n"
+                               "WITH m AS (UPDATE items SET id = :nk, name = 'moved ' || :k"
+                               " WHERE id = :k RETURNING :k AS old) "
                                "UPDATE items_control SET id = :nk, name = 'moved ' || :k"
-                               " WHERE id = :k;\n" SGT_LOAD_COUNT "COMMIT;\n",
+                               " WHERE id IN (SELECT old FROM m);\n" SGT_LOAD_COUNT "COMMIT;\n",
                                maxkey);
     char *script = sgt_asprintf(
         "\\set q random(1, 1000)\n"
@@ -365,16 +374,15 @@ static void start_items_load(fixture *f, int rows, int flags)
         " VALUES (:nk, :q, :p, 'new ' || :nk);\n" SGT_LOAD_COUNT "COMMIT;\n"
         "\\set k random(1, %d)\n"
         "BEGIN;\n"
-        "%s%s"
-        "UPDATE items_control SET qty = :q, price = :p, name = 'upd ' || :q"
-        " WHERE id = :k;\n" SGT_LOAD_COUNT "COMMIT;\n"
+        "%s%s" SGT_LOAD_COUNT "COMMIT;\n"
         "\\set k random(1, %d)\n"
         "BEGIN;\n"
-        "DELETE FROM items WHERE id = :k;\n"
-        "DELETE FROM items_control WHERE id = :k;\n" SGT_LOAD_COUNT "COMMIT;\n"
+        "WITH d AS (DELETE FROM items WHERE id = :k RETURNING id)"
+        " DELETE FROM items_control WHERE id IN (SELECT id FROM d);\n" SGT_LOAD_COUNT "COMMIT;\n"
         "%s",
         total ? shape : "", total ? insert_total : INSERT_ITEMS, maxkey, total ? shape : "",
-        total ? update_total : UPDATE_ITEMS, maxkey, flags & LOAD_MOVES ? moves : "");
+        total ? update_total : UPDATE_ITEMS UPDATE_CONTROL, maxkey,
+        flags & LOAD_MOVES ? moves : "");
     f->load = sgt_load_start(f->db, script, CLIENTS);
     free(script);
     free(moves);
