@@ -253,6 +253,30 @@ START_TEST(two_changes_to_one_table)
 }
 END_TEST
 
+/* A window of --keep-old 0 has ended at once: status says so, and the next
+ * migrate finalizes it before anything else. */
+START_TEST(ended_window_is_finalized_by_the_next_migrate)
+{
+    fixture f = setup("window", 500);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    free(sgt_shardgate(0, MIGRATE(f, "--keep-old", "0")));
+    assert_value(&f, "SELECT step FROM shardgate.bluegreen", "cut-over");
+    char *status = sgt_shardgate(0, (const char *const[]){"shardgate", "status", "--dsn", f.db,
+                                                          "--migrations", f.dir, NULL});
+    ck_assert_msg(strstr(status, "its window ended at"), "%s", status);
+    free(status);
+    char *out = sgt_shardgate(0, MIGRATE(f, "--chunk-rows", "100"));
+    ck_assert_msg(strstr(out, "finalized 0001_change.sql"), "%s", out);
+    free(out);
+    assert_value(&f, "SELECT step FROM shardgate.bluegreen", "finalized");
+    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
+                 "0");
+    assert_value(&f, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass", "0");
+    teardown(&f);
+}
+END_TEST
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -269,6 +293,7 @@ int main(void)
     tcase_add_test(tc, tampered_shadow_table_is_caught);
     tcase_add_test(tc, dependent_objects_are_refused);
     tcase_add_test(tc, two_changes_to_one_table);
+    tcase_add_test(tc, ended_window_is_finalized_by_the_next_migrate);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
