@@ -15,11 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/pg.h"
-#include "common/retry.h"
 
 /* A cut-over waits at most this long for its lock unless told otherwise:
  * while it waits, every query on the table queues behind it. */
@@ -220,6 +220,15 @@ static char *drop_functions_sql(const char *schema, sg_error *err)
     return sql;
 }
 
+/* The monotonic clock in ms with its fraction: a cut-over's lock lasts a
+ * few ms, which whole ms would report coarsely. */
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
 /* ---- one swap ---- */
 
 /* Moves `leaving` (the live table) to out_schema and `incoming` to the
@@ -237,7 +246,7 @@ typedef struct swap {
     const char *sync_target;      /* where the leaving table ends up */
     sg_bluegreen_step step;
     const char *event;
-    uint64_t locked_at;
+    double locked_at; /* ms, on the monotonic clock */
     json_t *fk_names;
 } swap;
 
@@ -253,7 +262,7 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     if ((rc = runf(b, err, "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", b->live)) < 0)
         goto done;
-    s->locked_at = sg_monotonic_ms();
+    s->locked_at = now_ms();
     if ((rc = sg_bg_check_sync_errors(b, s->leaving_triggers, err)) < 0 ||
         (rc = inbound_read(&fks, b, b->live, err)) < 0 || (rc = inbound_drop(b, fks, err)) < 0 ||
         (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, s->leaving_triggers, err), err)) <
@@ -308,11 +317,11 @@ static int do_swap(sg_bg *b, swap *s, sg_error *err)
         json_decref(s->fk_names);
         return rc;
     }
-    double lock_ms = (double)(sg_monotonic_ms() - s->locked_at);
+    double lock_ms = now_ms() - s->locked_at;
     b->step->lock_ms = lock_ms;
     char version[24], ms[32];
     snprintf(version, sizeof(version), "%" PRId64, b->m->version);
-    snprintf(ms, sizeof(ms), "%.1f", lock_ms);
+    snprintf(ms, sizeof(ms), "%.2f", lock_ms);
     const char *params[] = {ms, version};
     sg_error ignored = {0};
     sg_pg_exec_params(b->e->conn, "UPDATE shardgate.bluegreen SET lock_ms = $1 WHERE version = $2",
