@@ -220,6 +220,58 @@ static char *drop_functions_sql(const char *schema, sg_error *err)
     return sql;
 }
 
+/* ---- the application's triggers ---- */
+
+/* The application's own triggers on rel (not the sync's, not a foreign
+ * key's): per row the name, the definition and how it is enabled. */
+static int user_triggers_read(PGresult **out, sg_bg *b, const char *rel, sg_error *err)
+{
+    const char *params[] = {rel};
+    return sg_pg_query_params(out, b->e->conn,
+                              "SELECT pg_catalog.quote_ident(t.tgname),"
+                              "       pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled"
+                              "  FROM pg_catalog.pg_trigger t"
+                              " WHERE t.tgrelid = $1::pg_catalog.regclass AND NOT t.tgisinternal"
+                              "   AND t.tgname !~ '^shardgate_'"
+                              " ORDER BY t.tgname",
+                              1, params, err);
+}
+
+/* The leaving table's triggers go with the table's name: made on the
+ * incoming table from their definitions (which name the table, now the
+ * incoming one) unless it has them already (a swap back finds its own,
+ * disabled), set as they were, and disabled on the leaving table, whose
+ * rows from now on come from the sync, not from the application. */
+static int user_triggers_follow(sg_bg *b, const PGresult *triggers, const char *leaving,
+                                sg_error *err)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(triggers); i++) {
+        const char *name = PQgetvalue(triggers, i, 0);
+        const char *params[] = {b->live, name};
+        PGresult *res = NULL;
+        if ((rc = sg_pg_query_params(&res, b->e->conn,
+                                     "SELECT FROM pg_catalog.pg_trigger"
+                                     " WHERE tgrelid = $1::pg_catalog.regclass"
+                                     "   AND pg_catalog.quote_ident(tgname) = $2",
+                                     2, params, err)) < 0)
+            break;
+        bool exists = PQntuples(res) > 0;
+        PQclear(res);
+        if (!exists && (rc = run(b, PQgetvalue(triggers, i, 1), err)) < 0)
+            break;
+        const char *state = PQgetvalue(triggers, i, 2);
+        rc =
+            runf(b, err, "ALTER TABLE %s %s TRIGGER %s; ALTER TABLE %s DISABLE TRIGGER %s", b->live,
+                 *state == 'D'   ? "DISABLE"
+                 : *state == 'R' ? "ENABLE REPLICA"
+                 : *state == 'A' ? "ENABLE ALWAYS"
+                                 : "ENABLE",
+                 name, leaving, name);
+    }
+    return rc;
+}
+
 /* The monotonic clock in ms with its fraction: a cut-over's lock lasts a
  * few ms, which whole ms would report coarsely. */
 static double now_ms(void)
@@ -254,7 +306,7 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
 {
     swap *s = ctx;
     sg_bg *b = s->b;
-    PGresult *fks = NULL, *seqs = NULL;
+    PGresult *fks = NULL, *seqs = NULL, *triggers = NULL;
     char *qout = sg_bg_quote(s->out_schema);
     int rc;
     (void)e;
@@ -267,7 +319,8 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
         (rc = inbound_read(&fks, b, b->live, err)) < 0 || (rc = inbound_drop(b, fks, err)) < 0 ||
         (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, s->leaving_triggers, err), err)) <
             0 ||
-        (rc = owned_read(&seqs, b, b->live, err)) < 0 || (rc = owned_release(b, seqs, err)) < 0)
+        (rc = owned_read(&seqs, b, b->live, err)) < 0 || (rc = owned_release(b, seqs, err)) < 0 ||
+        (rc = user_triggers_read(&triggers, b, b->live, err)) < 0)
         goto done;
     char *qschema = sg_bg_quote(b->schema);
     if (!qschema) {
@@ -282,6 +335,7 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     /* the names now: b->live is the incoming table, the leaving one is in out_schema */
     if (rc < 0 || (rc = owned_hand_over(b, seqs, s->map, b->live, err)) < 0 ||
         (rc = identity_carry(b, s->map, b->live, s->sync_target, err)) < 0 ||
+        (rc = user_triggers_follow(b, triggers, s->sync_target, err)) < 0 ||
         (rc = run_taken(b, drop_functions_sql(s->dropped_schema, err), err)) < 0)
         goto done;
     char *qdropped = sg_bg_quote(s->dropped_schema);
@@ -306,6 +360,7 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
 done:
     PQclear(fks);
     PQclear(seqs);
+    PQclear(triggers);
     free(qout);
     return rc;
 }

@@ -132,7 +132,8 @@ static const sg_bg_column *find_column(const sg_bg_rel *rel, const char *name)
 /* Everything that would not follow the table to its new self, or would
  * break the engine's triggers, with what it is. Views, rules and
  * materialized views refer to blue by OID and would stay with the old
- * table; triggers, policies and extended statistics are not copied;
+ * table; constraint triggers, policies and extended statistics are not
+ * copied (the application's other triggers follow the table at the swap);
  * publications list tables by OID; partitions and inheritance make the
  * table's rows not its own. */
 static const char obstacles_sql[] =
@@ -153,9 +154,9 @@ static const char obstacles_sql[] =
     "    AND d.refobjid = t.oid AND r.ev_class <> t.oid"
     " UNION ALL SELECT 'rule', r.rulename::text"
     "   FROM pg_catalog.pg_rewrite r, t WHERE r.ev_class = t.oid"
-    " UNION ALL SELECT 'trigger', tg.tgname::text"
+    " UNION ALL SELECT 'constraint trigger', tg.tgname::text"
     "   FROM pg_catalog.pg_trigger tg, t"
-    "  WHERE tg.tgrelid = t.oid AND NOT tg.tgisinternal AND tg.tgname !~ '^shardgate_'"
+    "  WHERE tg.tgrelid = t.oid AND NOT tg.tgisinternal AND tg.tgconstraint <> 0"
     " UNION ALL SELECT 'row security policy', p.polname::text"
     "   FROM pg_catalog.pg_policy p, t WHERE p.polrelid = t.oid"
     " UNION ALL SELECT 'extended statistics', s.stxname::text"
@@ -201,9 +202,8 @@ int sg_bg_check_table(sg_bg *b, sg_error *err)
         for (int i = 1; i < PQntuples(res); i++)
             sg_error_detail(err, "also: %s%s%s", PQgetvalue(res, i, 0),
                             *PQgetvalue(res, i, 1) ? " " : "", PQgetvalue(res, i, 1));
-        sg_error_hint(err, "views, rules and triggers would stay with the old table: drop them "
-                           "first and re-create them after the change, or use a "
-                           "transactional migration");
+        sg_error_hint(err, "views and rules would stay with the old table: drop them first and "
+                           "re-create them after the change, or use a transactional migration");
         goto done;
     }
     if (b->blue.nkey == 0) {

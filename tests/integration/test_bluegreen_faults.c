@@ -200,13 +200,65 @@ START_TEST(dependent_objects_are_refused)
     sgt_pg_exec(f.db, "CREATE VIEW big_orders AS SELECT * FROM orders WHERE qty > 10;"
                       "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS"
                       " $$BEGIN RETURN NEW; END$$;"
-                      "CREATE TRIGGER audit BEFORE UPDATE ON orders FOR EACH ROW"
-                      " EXECUTE FUNCTION touch()");
+                      "CREATE CONSTRAINT TRIGGER audit AFTER UPDATE ON orders"
+                      " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION touch()");
     const char *const want[] = {"public.orders cannot be changed blue-green: view big_orders",
-                                "also: trigger audit", NULL};
+                                "also: constraint trigger audit", NULL};
     free(sgt_shardgate_fails(EXIT_USAGE, MIGRATE(f, "--chunk-rows", "500"), want));
     assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
                  "0");
+    teardown(&f);
+}
+END_TEST
+
+/* The application's triggers follow the table: before the cut-over they
+ * fire on the old table only, after it on the new one only (the sync into
+ * the kept table fires nothing), and after a swap back on the old one
+ * again; their enabled state goes along. */
+START_TEST(application_triggers_follow_the_table)
+{
+    fixture f = setup("triggers", 100);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    sgt_pg_exec(f.db, "CREATE TABLE audit (id int, op text);"
+                      "CREATE FUNCTION audit_row() RETURNS trigger LANGUAGE plpgsql AS"
+                      " $$BEGIN INSERT INTO audit VALUES (NEW.id, TG_OP); RETURN NEW; END$$;"
+                      "CREATE TRIGGER orders_audit AFTER INSERT OR UPDATE ON orders FOR EACH ROW"
+                      " EXECUTE FUNCTION audit_row();"
+                      "CREATE TRIGGER orders_idle AFTER DELETE ON orders FOR EACH ROW"
+                      " EXECUTE FUNCTION audit_row();"
+                      "ALTER TABLE orders DISABLE TRIGGER orders_idle");
+    setenv("SHARDGATE_FAULT", "bluegreen-verified", 1);
+    free(sgt_shardgate(EXIT_KILLED, MIGRATE(f, "--chunk-rows", "50")));
+    unsetenv("SHARDGATE_FAULT");
+    sgt_pg_exec(f.db, "INSERT INTO orders VALUES (1001, 1, 'before')");
+    free(sgt_shardgate(0, MIGRATE(f, "--chunk-rows", "50")));
+    sgt_pg_exec(f.db, "INSERT INTO orders VALUES (1002, 2, 'after');"
+                      "UPDATE orders SET note = 'again' WHERE id = 1002;"
+                      "DELETE FROM orders WHERE id = 5");
+    /* once each: the kept table's copies are disabled */
+    assert_value(&f, "SELECT string_agg(id || op, ',' ORDER BY id, op) FROM audit",
+                 "1001INSERT,1002INSERT,1002UPDATE");
+    assert_value(&f,
+                 "SELECT string_agg(tgname || ':' || tgenabled::text, ',' ORDER BY tgname)"
+                 "  FROM pg_trigger WHERE tgrelid = 'orders'::regclass"
+                 "   AND tgname !~ '^shardgate_'",
+                 "orders_audit:O,orders_idle:D");
+    assert_value(&f,
+                 "SELECT string_agg(tgname || ':' || tgenabled::text, ',' ORDER BY tgname)"
+                 "  FROM pg_trigger WHERE tgrelid = 'shardgate_old_1.orders'::regclass"
+                 "   AND tgname !~ '^shardgate_'",
+                 "orders_audit:D,orders_idle:D");
+    free(sgt_shardgate(0, (const char *const[]){"shardgate", "revert", "--dsn", f.db,
+                                                "--migrations", f.dir, "--to", "0", NULL}));
+    sgt_pg_exec(f.db, "INSERT INTO orders VALUES (1003, 3, 'reverted')");
+    assert_value(&f, "SELECT string_agg(id || op, ',' ORDER BY id, op) FROM audit",
+                 "1001INSERT,1002INSERT,1002UPDATE,1003INSERT");
+    assert_value(&f,
+                 "SELECT string_agg(tgname || ':' || tgenabled::text, ',' ORDER BY tgname)"
+                 "  FROM pg_trigger WHERE tgrelid = 'orders'::regclass",
+                 "orders_audit:O,orders_idle:D");
+    assert_value(&f, "SELECT count(*) FROM orders WHERE id IN (1001, 1002, 1003)", "3");
     teardown(&f);
 }
 END_TEST
@@ -293,6 +345,7 @@ int main(void)
     tcase_add_test(tc, tampered_shadow_table_is_caught);
     tcase_add_test(tc, dependent_objects_are_refused);
     tcase_add_test(tc, two_changes_to_one_table);
+    tcase_add_test(tc, application_triggers_follow_the_table);
     tcase_add_test(tc, ended_window_is_finalized_by_the_next_migrate);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
