@@ -219,13 +219,21 @@ static int plan_same_table(engine *e, sg_apply_result *res, const sg_migration_s
 
 /* Blue-green changes whose rollback window has ended are finalized before
  * anything else runs: their old tables have been kept long enough. */
+/* Whether a blue-green change's migration is applied: one still finishing
+ * (its verify section, its row) keeps its old table until it is. */
+static bool finished(const sg_registry_rows *rows, int64_t version)
+{
+    const sg_registry_row *row = sg_registry_rows_find(rows, version);
+    return row && row->status == SG_REGISTRY_APPLIED;
+}
+
 static int plan_closed_windows(engine *e, sg_apply_result *res, const sg_migration_set *set,
-                               sg_error *err)
+                               const sg_registry_rows *rows, sg_error *err)
 {
     for (size_t i = 0; i < e->bluegreen.count; i++) {
         const sg_bluegreen_state *st = &e->bluegreen.items[i];
         const sg_migration *m = sg_migration_set_find(set, st->version);
-        if (st->step != SG_BLUEGREEN_CUT_OVER || !st->window_closed)
+        if (st->step != SG_BLUEGREEN_CUT_OVER || !st->window_closed || !finished(rows, st->version))
             continue;
         if (!m) {
             sg_log(SG_LOG_WARNING,
@@ -274,7 +282,7 @@ static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set 
             return rc;
         }
     }
-    if ((rc = plan_closed_windows(e, res, set, err)) < 0)
+    if ((rc = plan_closed_windows(e, res, set, rows, err)) < 0)
         return rc;
     if (e->opts->target != SG_APPLY_LATEST && e->opts->target > 0 &&
         !sg_migration_set_find(set, e->opts->target))
@@ -313,10 +321,9 @@ static int plan_migrate(engine *e, sg_apply_result *res, const sg_migration_set 
 static int plan_finalize(engine *e, sg_apply_result *res, const sg_migration_set *set,
                          const sg_registry_rows *rows, sg_error *err)
 {
-    (void)rows;
     for (size_t i = 0; i < e->bluegreen.count; i++) {
         const sg_bluegreen_state *st = &e->bluegreen.items[i];
-        if (st->step != SG_BLUEGREEN_CUT_OVER ||
+        if (st->step != SG_BLUEGREEN_CUT_OVER || !finished(rows, st->version) ||
             (e->opts->target != SG_APPLY_LATEST && st->version != e->opts->target))
             continue;
         const sg_migration *m = sg_migration_set_find(set, st->version);

@@ -106,10 +106,14 @@ static int run_taken(sg_bg *b, char *sql, sg_error *err)
 
 /* ---- prepare ---- */
 
-/* Blue's constraints that need an index (primary key, unique, exclusion)
- * and its foreign keys, re-created on green, which LIKE does not copy. On
- * an empty table they cost nothing, and the file's statements can then
- * drop or change them by name. */
+/* Blue's constraints, re-created on green from their definitions: CHECKs,
+ * those that need an index (primary key, unique, exclusion) and foreign
+ * keys to other tables. On an empty table they cost nothing, and the file's
+ * statements can then drop or change them by name. Two kinds wait for the
+ * cut-over (bluegreen_swap.c): a NOT VALID one, which old rows may break
+ * (and the copy would be checked against it), and a foreign key to the
+ * table itself, since green's rows arrive in key order, not parents
+ * first. */
 static int copy_constraints(sg_bg *b, sg_error *err)
 {
     PGresult *res = NULL;
@@ -119,7 +123,8 @@ static int copy_constraints(sg_bg *b, sg_error *err)
                                 "       pg_catalog.pg_get_constraintdef(c.oid)"
                                 "  FROM pg_catalog.pg_constraint c"
                                 " WHERE c.conrelid = $1::pg_catalog.regclass"
-                                "   AND c.contype IN ('p', 'u', 'x', 'f')"
+                                "   AND c.contype IN ('c', 'p', 'u', 'x', 'f') AND c.convalidated"
+                                "   AND (c.contype <> 'f' OR c.confrelid <> c.conrelid)"
                                 " ORDER BY c.contype = 'f', c.conname",
                                 1, params, err);
     for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
@@ -128,7 +133,6 @@ static int copy_constraints(sg_bg *b, sg_error *err)
         char *rewritten = NULL;
         if (!sql)
             rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-        /* a foreign key to the table itself follows it to green */
         else if ((rc = sg_sql_rewrite_table(&rewritten, sql, b->schema, b->table, b->new_schema,
                                             false, err)) == 0)
             rc = run(b, rewritten, err);
@@ -250,11 +254,12 @@ static int prepare_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
                                  1, params, err)) < 0)
         goto done;
     bool unlogged = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    /* LIKE takes columns, defaults, NOT NULL and CHECK constraints,
-     * identity, generated columns, storage, compression and comments;
-     * indexes come later, built concurrently once the rows are in */
+    /* LIKE takes columns, defaults, NOT NULL, identity, generated
+     * columns, storage, compression and comments; constraints come from
+     * their definitions, indexes later, built concurrently once the rows
+     * are in */
     char *sql = sg_asprintf("CREATE SCHEMA %s; CREATE %sTABLE %s (LIKE %s INCLUDING ALL"
-                            " EXCLUDING INDEXES EXCLUDING STATISTICS)",
+                            " EXCLUDING CONSTRAINTS EXCLUDING INDEXES EXCLUDING STATISTICS)",
                             qnew, unlogged ? "UNLOGGED " : "", b->shadow, b->live);
     rc = sql ? run_taken(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
     if (rc < 0 || (rc = copy_constraints(b, err)) < 0 || (rc = copy_indexes(b, err)) < 0 ||
@@ -428,7 +433,8 @@ static int build_indexes(sg_bg *b, sg_error *err)
         if ((rc = run(b, builds[i].sql, err)) < 0)
             goto done;
     }
-    rc = sg_bg_state_set(b, SG_BLUEGREEN_INDEXED, err);
+    if ((rc = sg_pg_exec(b->e->conn, "RESET lock_timeout", err)) == 0)
+        rc = sg_bg_state_set(b, SG_BLUEGREEN_INDEXED, err);
 done:
     builds_clear(builds, n);
     return rc;
@@ -525,6 +531,16 @@ done:
 
 /* ---- revert and finalize ---- */
 
+/* Goes on with a revert by change that a killed run left at some step. */
+static int resume_revert_by_change(sg_bg *b, sg_error *err)
+{
+    int rc;
+    b->down = true;
+    if ((rc = bg_script(b, err)) < 0 || (rc = forward(b, err)) < 0)
+        return rc;
+    return sg_bg_finalize(b, err);
+}
+
 /* A revert after finalize: the down section, as a blue-green change of its
  * own, finalized at once (its own old table is the shape being left). */
 static int revert_by_change(sg_bg *b, sg_error *err)
@@ -558,16 +574,26 @@ int sg_bluegreen_revert(sg_apply_engine *e, sg_apply_step *step, sg_error *err)
     case SG_BLUEGREEN_BACKFILLED:
     case SG_BLUEGREEN_INDEXED:
     case SG_BLUEGREEN_VERIFIED:
-        sg_log(SG_LOG_INFO, "%s: abandoning the blue-green change (step %s)", m->file,
-               sg_bluegreen_step_name(b.state.step));
-        rc = sg_bg_abandon(&b, err);
-        break;
     case SG_BLUEGREEN_CUT_OVER:
-        if ((rc = bg_load(&b, err)) == 0)
-            rc = sg_bg_swap_back(&b, err);
+        if (b.state.down) {
+            /* a revert by change that stopped part way: it goes on */
+            sg_log(SG_LOG_INFO, "%s: resuming the revert by a change of its own (step %s)", m->file,
+                   sg_bluegreen_step_name(b.state.step));
+            if ((rc = resume_revert_by_change(&b, err)) == 0)
+                rc = sg_bg_state_delete(&b, err);
+        } else if (b.state.step == SG_BLUEGREEN_CUT_OVER) {
+            if ((rc = bg_load(&b, err)) == 0)
+                rc = sg_bg_swap_back(&b, err);
+        } else {
+            sg_log(SG_LOG_INFO, "%s: abandoning the blue-green change (step %s)", m->file,
+                   sg_bluegreen_step_name(b.state.step));
+            rc = sg_bg_abandon(&b, err);
+        }
         break;
     case SG_BLUEGREEN_SWAPPED_BACK:
-        rc = sg_bg_abandon(&b, err);
+        /* killed after the swap back: its foreign keys may wait to be validated */
+        if ((rc = sg_bg_validate_foreign_keys(&b, err)) == 0)
+            rc = sg_bg_abandon(&b, err);
         break;
     case SG_BLUEGREEN_FINALIZED:
         if (b.state.down)

@@ -106,6 +106,9 @@ void sg_bg_rel_clear(sg_bg_rel *rel);
  * SG_E_NOT_FOUND when it is not there, SG_E_USAGE naming the object in the
  * way; checked before anything is created. */
 int sg_bg_check_table(sg_bg *b, sg_error *err);
+/* The part of it that may change while a change runs (a view made since),
+ * checked again under the cut-over's lock. */
+int sg_bg_check_obstacles(sg_bg *b, sg_error *err);
 
 /* Works out b->forward and b->back from b->blue, b->green and the script's
  * fills and renames. A key column of either side that cannot be mapped is

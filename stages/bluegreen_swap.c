@@ -70,7 +70,7 @@ static int inbound_read(PGresult **out, sg_bg *b, const char *rel, sg_error *err
                               "       pg_catalog.quote_ident(c.conname),"
                               "       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated"
                               "  FROM pg_catalog.pg_constraint c"
-                              " WHERE c.contype = 'f'"
+                              " WHERE c.contype = 'f' AND c.conparentid = 0"
                               "   AND c.confrelid = $1::pg_catalog.regclass"
                               "   AND c.conrelid <> $1::pg_catalog.regclass"
                               " ORDER BY 1, 2",
@@ -103,24 +103,70 @@ static int inbound_add(sg_bg *b, const PGresult *fks, sg_error *err)
     return rc;
 }
 
-/* Validates every foreign key to the live table that is not yet valid and
- * was made so by a swap (the events say which); run outside a transaction. */
+/* The leaving table's constraints that green got only now (bluegreen.c
+ * copy_constraints): a foreign key to the table itself and the NOT VALID
+ * ones; per row the name, the definition (naming the table) and whether it
+ * is validated. The swap adds each to the incoming table unless that has
+ * it (a swap back finds the old table's own): NOT VALID, the validated
+ * ones to be validated after the commit. */
+static int deferred_read(PGresult **out, sg_bg *b, sg_error *err)
+{
+    const char *params[] = {b->live};
+    return sg_pg_query_params(out, b->e->conn,
+                              "SELECT pg_catalog.quote_ident(c.conname),"
+                              "       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated"
+                              "  FROM pg_catalog.pg_constraint c"
+                              " WHERE c.contype IN ('c', 'f') AND c.conparentid = 0"
+                              "   AND c.conrelid = $1::pg_catalog.regclass"
+                              "   AND (NOT c.convalidated OR c.confrelid = c.conrelid)"
+                              " ORDER BY 1",
+                              1, params, err);
+}
+
+static int deferred_add(sg_bg *b, const PGresult *fks, json_t *added, sg_error *err)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < PQntuples(fks); i++) {
+        const char *params[] = {b->live, PQgetvalue(fks, i, 0)};
+        PGresult *res = NULL;
+        if ((rc = sg_pg_query_params(&res, b->e->conn,
+                                     "SELECT FROM pg_catalog.pg_constraint"
+                                     " WHERE conrelid = $1::pg_catalog.regclass"
+                                     "   AND pg_catalog.quote_ident(conname) = $2",
+                                     2, params, err)) < 0)
+            break;
+        bool exists = PQntuples(res) > 0;
+        PQclear(res);
+        if (exists)
+            continue;
+        bool valid = strcmp(PQgetvalue(fks, i, 2), "t") == 0;
+        rc = runf(b, err, "ALTER TABLE %s ADD CONSTRAINT %s %s%s", b->live, PQgetvalue(fks, i, 0),
+                  PQgetvalue(fks, i, 1), valid ? " NOT VALID" : "");
+        if (rc == 0 && valid && added)
+            json_array_append_new(added, json_string(PQgetvalue(fks, i, 0)));
+    }
+    return rc;
+}
+
+/* Validates the foreign keys to the live table that the last swap re-made
+ * NOT VALID (the change's row keeps their names, committed with the swap);
+ * run outside a transaction, again by a run that resumes after the swap. */
 int sg_bg_validate_foreign_keys(sg_bg *b, sg_error *err)
 {
     PGresult *res = NULL;
-    const char *params[] = {b->live};
+    char version[24];
+    snprintf(version, sizeof(version), "%" PRId64, b->m->version);
+    const char *params[] = {b->live, version};
     int rc = sg_pg_query_params(&res, b->e->conn,
                                 "SELECT c.conrelid::pg_catalog.regclass::text,"
                                 "       pg_catalog.quote_ident(c.conname)"
                                 "  FROM pg_catalog.pg_constraint c"
                                 " WHERE c.contype = 'f' AND NOT c.convalidated"
                                 "   AND c.confrelid = $1::pg_catalog.regclass"
-                                "   AND c.conrelid <> $1::pg_catalog.regclass"
                                 "   AND pg_catalog.quote_ident(c.conname) IN (SELECT"
-                                "         jsonb_array_elements_text("
-                                "         detail->'foreign_keys') FROM shardgate.events"
-                                "        WHERE action IN ('cut-over', 'swap-back'))",
-                                1, params, err);
+                                "         unnest(foreign_keys) FROM shardgate.bluegreen"
+                                "        WHERE version = $2)",
+                                2, params, err);
     for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
         sg_log(SG_LOG_INFO, "%s: validating foreign key %s of %s", b->m->file,
                PQgetvalue(res, i, 1), PQgetvalue(res, i, 0));
@@ -302,11 +348,29 @@ typedef struct swap {
     json_t *fk_names;
 } swap;
 
+/* The names of the foreign keys to validate after the swap, committed with
+ * it, so that a run killed before the validation still finds them. */
+static int keep_fk_names(sg_bg *b, json_t *names, sg_error *err)
+{
+    char version[24];
+    char *text = json_dumps(names, JSON_COMPACT);
+    snprintf(version, sizeof(version), "%" PRId64, b->m->version);
+    const char *params[] = {text, version};
+    int rc = text ? sg_pg_exec_params(b->e->conn,
+                                      "UPDATE shardgate.bluegreen SET foreign_keys ="
+                                      " ARRAY(SELECT jsonb_array_elements_text($1::jsonb))"
+                                      " WHERE version = $2",
+                                      2, params, err)
+                  : sg_error_set(err, SG_E_NOMEM, "out of memory");
+    free(text);
+    return rc;
+}
+
 static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
 {
     swap *s = ctx;
     sg_bg *b = s->b;
-    PGresult *fks = NULL, *seqs = NULL, *triggers = NULL;
+    PGresult *fks = NULL, *seqs = NULL, *triggers = NULL, *deferred = NULL;
     char *qout = sg_bg_quote(s->out_schema);
     int rc;
     (void)e;
@@ -315,12 +379,14 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     if ((rc = runf(b, err, "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", b->live)) < 0)
         goto done;
     s->locked_at = now_ms();
-    if ((rc = sg_bg_check_sync_errors(b, s->leaving_triggers, err)) < 0 ||
+    if ((s->step == SG_BLUEGREEN_CUT_OVER && (rc = sg_bg_check_obstacles(b, err)) < 0) ||
+        (rc = sg_bg_check_sync_errors(b, s->leaving_triggers, err)) < 0 ||
         (rc = inbound_read(&fks, b, b->live, err)) < 0 || (rc = inbound_drop(b, fks, err)) < 0 ||
         (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, s->leaving_triggers, err), err)) <
             0 ||
         (rc = owned_read(&seqs, b, b->live, err)) < 0 || (rc = owned_release(b, seqs, err)) < 0 ||
-        (rc = user_triggers_read(&triggers, b, b->live, err)) < 0)
+        (rc = user_triggers_read(&triggers, b, b->live, err)) < 0 ||
+        (rc = deferred_read(&deferred, b, err)) < 0)
         goto done;
     char *qschema = sg_bg_quote(b->schema);
     if (!qschema) {
@@ -350,17 +416,24 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
                                            s->sync_direction, err),
                         err)) < 0)
         goto done;
-    if ((rc = inbound_add(b, fks, err)) < 0 || (rc = sg_bg_state_set(b, s->step, err)) < 0)
-        goto done;
     json_decref(s->fk_names);
-    s->fk_names = json_array();
-    for (int i = 0; s->fk_names && i < PQntuples(fks); i++)
+    if (!(s->fk_names = json_array())) {
+        rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < PQntuples(fks); i++)
         if (validated(fks, i))
             json_array_append_new(s->fk_names, json_string(PQgetvalue(fks, i, 1)));
+    if ((rc = inbound_add(b, fks, err)) < 0 ||
+        (rc = deferred_add(b, deferred, s->fk_names, err)) < 0 ||
+        (rc = sg_bg_state_set(b, s->step, err)) < 0 ||
+        (rc = keep_fk_names(b, s->fk_names, err)) < 0)
+        goto done;
 done:
     PQclear(fks);
     PQclear(seqs);
     PQclear(triggers);
+    PQclear(deferred);
     free(qout);
     return rc;
 }
@@ -370,6 +443,8 @@ static int do_swap(sg_bg *b, swap *s, sg_error *err)
     int rc = sg_apply_transaction(b->e, b->m, SWAP_LOCK_TIMEOUT_MS, swap_in_transaction, s, err);
     if (rc < 0) {
         json_decref(s->fk_names);
+        if (rc != SG_E_NOMEM && rc != SG_E_INTERRUPTED && !strstr(err->message, b->m->file))
+            sg_error_prefix(err, "%s: %s", b->m->file, s->event);
         return rc;
     }
     double lock_ms = now_ms() - s->locked_at;

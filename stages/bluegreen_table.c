@@ -163,11 +163,38 @@ static const char obstacles_sql[] =
     "   FROM pg_catalog.pg_statistic_ext s, t WHERE s.stxrelid = t.oid"
     " UNION ALL SELECT 'publication', p.pubname::text"
     "   FROM pg_catalog.pg_publication_rel pr"
-    "   JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid, t WHERE pr.prrelid = t.oid";
+    "   JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid, t WHERE pr.prrelid = t.oid"
+    " UNION ALL SELECT 'foreign key from a partitioned table (PostgreSQL cannot re-make it"
+    " NOT VALID)', c.conrelid::pg_catalog.regclass::text"
+    "   FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid, t"
+    "  WHERE c.contype = 'f' AND c.confrelid = t.oid AND c.conparentid = 0 AND r.relkind = 'p'"
+    " UNION ALL SELECT 'subscription (its apply worker fires no statement triggers)',"
+    "   s.subname::text"
+    "   FROM pg_catalog.pg_subscription_rel sr"
+    "   JOIN pg_catalog.pg_subscription s ON s.oid = sr.srsubid, t WHERE sr.srrelid = t.oid";
 
 static const char open_change_sql[] =
     "SELECT version, step FROM shardgate.bluegreen"
     " WHERE table_schema = $1 AND table_name = $2 AND version <> $3 AND step <> 'finalized'";
+
+int sg_bg_check_obstacles(sg_bg *b, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {b->live};
+    int rc = sg_pg_query_params(&res, b->e->conn, obstacles_sql, 1, params, err);
+    if (rc == 0 && PQntuples(res) > 0) {
+        const char *what = PQgetvalue(res, 0, 0), *name = PQgetvalue(res, 0, 1);
+        rc = sg_error_set(err, SG_E_USAGE, "%s: %s cannot be changed blue-green: %s%s%s",
+                          b->m->file, b->m->bluegreen_table, what, *name ? " " : "", name);
+        for (int i = 1; i < PQntuples(res); i++)
+            sg_error_detail(err, "also: %s%s%s", PQgetvalue(res, i, 0),
+                            *PQgetvalue(res, i, 1) ? " " : "", PQgetvalue(res, i, 1));
+        sg_error_hint(err, "views and rules would stay with the old table: drop them first and "
+                           "re-create them after the change, or use a transactional migration");
+    }
+    PQclear(res);
+    return rc;
+}
 
 int sg_bg_check_table(sg_bg *b, sg_error *err)
 {
@@ -193,19 +220,8 @@ int sg_bg_check_table(sg_bg *b, sg_error *err)
     PQclear(res);
     res = NULL;
     if ((rc = sg_bg_rel_load(&b->blue, b->e->conn, b->schema, b->table, err)) < 0 ||
-        (rc = sg_pg_query_params(&res, b->e->conn, obstacles_sql, 1, exists_params, err)) < 0)
+        (rc = sg_bg_check_obstacles(b, err)) < 0)
         goto done;
-    if (PQntuples(res) > 0) {
-        const char *what = PQgetvalue(res, 0, 0), *name = PQgetvalue(res, 0, 1);
-        rc = sg_error_set(err, SG_E_USAGE, "%s: %s cannot be changed blue-green: %s%s%s",
-                          b->m->file, b->m->bluegreen_table, what, *name ? " " : "", name);
-        for (int i = 1; i < PQntuples(res); i++)
-            sg_error_detail(err, "also: %s%s%s", PQgetvalue(res, i, 0),
-                            *PQgetvalue(res, i, 1) ? " " : "", PQgetvalue(res, i, 1));
-        sg_error_hint(err, "views and rules would stay with the old table: drop them first and "
-                           "re-create them after the change, or use a transactional migration");
-        goto done;
-    }
     if (b->blue.nkey == 0) {
         rc = sg_error_set(err, SG_E_USAGE,
                           "%s: %s has no primary key (nor a unique index on NOT NULL columns)",
@@ -457,17 +473,46 @@ char *sg_bg_upsert_sql(const sg_bg_map *map, const char *target, const char *row
 static void function(sg_bg_text *t, const sg_bg *b, const char *fn_schema, const char *name,
                      const char *direction, const char *body)
 {
+    /* A writer at REPEATABLE READ or SERIALIZABLE sees green as of its
+     * snapshot: a row a chunk copied after it began is invisible to its
+     * delete, and green would keep it. Such a write is recorded, which
+     * stops the change before its cut-over; the window's sync has no
+     * chunks to race with. */
+    static const char snapshot_check[] =
+        "IF current_setting('transaction_isolation') <> 'read committed' THEN\n"
+        "  INSERT INTO shardgate.bluegreen_errors (version, direction, error) VALUES (%" PRId64
+        ", 'forward', 'a transaction at ' || current_setting('transaction_isolation') ||"
+        " ' wrote to the table while its rows were copied: writers must run at read"
+        " committed during a blue-green change');\n"
+        "END IF;\n";
     sg_bg_add(t,
               "CREATE FUNCTION %s.%s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
               " SET search_path FROM CURRENT AS $sg_bluegreen$\n"
-              "BEGIN\n%s;\nRETURN NULL;\n"
+              "BEGIN\n",
+              fn_schema, name);
+    if (strcmp(direction, "forward") == 0)
+        sg_bg_add(t, snapshot_check, b->m->version);
+    sg_bg_add(t,
+              "%s;\nRETURN NULL;\n"
               "EXCEPTION WHEN OTHERS THEN\n"
               "  IF SQLSTATE IN ('40P01', '40001', '55P03', '57014') THEN RAISE; END IF;\n"
               "  INSERT INTO shardgate.bluegreen_errors (version, direction, sqlstate, error)"
               " VALUES (%" PRId64 ", '%s', SQLSTATE, SQLERRM);\n"
               "  RETURN NULL;\n"
               "END $sg_bluegreen$;\n",
-              fn_schema, name, body, b->m->version, direction);
+              body, b->m->version, direction);
+}
+
+/* Adds the function of body to t and empties body; a body that could not
+ * be built fails t, so that no function is made with part of its SQL. */
+static void add_function(sg_bg_text *t, sg_bg_text *body, const sg_bg *b, const char *fn_schema,
+                         const char *name, const char *direction)
+{
+    if (body->failed || !body->data)
+        t->failed = true;
+    else
+        function(t, b, fn_schema, name, direction, body->data);
+    sg_bg_text_free(body);
 }
 
 char *sg_bg_triggers_sql(const sg_bg *b, const sg_bg_map *map, const char *source,
@@ -482,9 +527,7 @@ char *sg_bg_triggers_sql(const sg_bg *b, const sg_bg_map *map, const char *sourc
         return NULL;
     }
     upsert(&body, map, target, "shardgate_new_rows", true);
-    if (body.data)
-        function(&t, b, fs, "insert_rows", direction, body.data);
-    sg_bg_text_free(&body);
+    add_function(&t, &body, b, fs, "insert_rows", direction);
 
     /* an update that changed a row's key removes the row under its old key */
     sg_bg_add(&body, "DELETE FROM %s AS g USING shardgate_old_rows AS o WHERE ", target);
@@ -497,22 +540,16 @@ char *sg_bg_triggers_sql(const sg_bg *b, const sg_bg_map *map, const char *sourc
     key_exprs(&body, map, "o");
     sg_bg_add(&body, ");\n");
     upsert(&body, map, target, "shardgate_new_rows", true);
-    if (body.data)
-        function(&t, b, fs, "update_rows", direction, body.data);
-    sg_bg_text_free(&body);
+    add_function(&t, &body, b, fs, "update_rows", direction);
 
     sg_bg_add(&body, "DELETE FROM %s AS g USING shardgate_old_rows AS o WHERE ", target);
     key_list(&body, map, "g");
     sg_bg_add(&body, " = ");
     key_exprs(&body, map, "o");
-    if (body.data)
-        function(&t, b, fs, "delete_rows", direction, body.data);
-    sg_bg_text_free(&body);
+    add_function(&t, &body, b, fs, "delete_rows", direction);
 
     sg_bg_add(&body, "TRUNCATE %s", target);
-    if (body.data)
-        function(&t, b, fs, "truncate_rows", direction, body.data);
-    sg_bg_text_free(&body);
+    add_function(&t, &body, b, fs, "truncate_rows", direction);
 
     /* Statement triggers with transition tables: one INSERT ... SELECT per
      * statement rather than one per row. ENABLE ALWAYS, so that writes

@@ -81,6 +81,7 @@ static const char bluegreen_sql[] =
     "  step text NOT NULL CHECK (step IN ('prepared', 'synced', 'backfilled', 'indexed',"
     "    'verified', 'cut-over', 'swapped-back', 'finalized')),"
     "  index_definitions text[],"
+    "  foreign_keys text[],"
     "  last_key text[],"
     "  rows_copied bigint NOT NULL DEFAULT 0,"
     "  lock_ms double precision,"

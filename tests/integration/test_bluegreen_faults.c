@@ -201,9 +201,12 @@ START_TEST(dependent_objects_are_refused)
                       "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS"
                       " $$BEGIN RETURN NEW; END$$;"
                       "CREATE CONSTRAINT TRIGGER audit AFTER UPDATE ON orders"
-                      " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION touch()");
+                      " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION touch();"
+                      "CREATE TABLE events (id int, order_id int REFERENCES orders (id))"
+                      "  PARTITION BY RANGE (id)");
     const char *const want[] = {"public.orders cannot be changed blue-green: view big_orders",
-                                "also: constraint trigger audit", NULL};
+                                "also: constraint trigger audit",
+                                "also: foreign key from a partitioned table", NULL};
     free(sgt_shardgate_fails(EXIT_USAGE, MIGRATE(f, "--chunk-rows", "500"), want));
     assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
                  "0");
@@ -259,6 +262,52 @@ START_TEST(application_triggers_follow_the_table)
                  "  FROM pg_trigger WHERE tgrelid = 'orders'::regclass",
                  "orders_audit:O,orders_idle:D");
     assert_value(&f, "SELECT count(*) FROM orders WHERE id IN (1001, 1002, 1003)", "3");
+    teardown(&f);
+}
+END_TEST
+
+/* Constraints as they are: a foreign key to the table itself whose parents
+ * come after their children in key order (added at the cut-over, not
+ * during the copy), and a NOT VALID check that old rows break (kept NOT
+ * VALID, not enforced on them). */
+START_TEST(constraints_as_they_are)
+{
+    fixture f = setup("constraints", 0);
+    sgt_pg_exec(f.db,
+                "ALTER TABLE orders ADD COLUMN parent int REFERENCES orders (id);"
+                "INSERT INTO orders SELECT g, g % 50, 'n' || g, CASE WHEN g < 1000 THEN 1000 END"
+                "  FROM generate_series(1, 1000) g;"
+                "ALTER TABLE orders ADD CONSTRAINT qty_small CHECK (qty < 40) NOT VALID");
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    free(sgt_shardgate(0, MIGRATE(f, "--chunk-rows", "100")));
+    assert_value(&f,
+                 "SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname)"
+                 "  FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype <> 'p'",
+                 "orders_parent_fkey:true,qty_small:false");
+    assert_value(&f, "SELECT count(*) FROM orders WHERE parent = 1000", "999");
+    teardown(&f);
+}
+END_TEST
+
+/* A writer at REPEATABLE READ could keep a deleted row in the new table
+ * (its snapshot predates rows the copy added): its write stops the change
+ * before the cut-over, saying why. */
+START_TEST(repeatable_read_writer_stops_the_change)
+{
+    fixture f = setup("snapshot", 500);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    setenv("SHARDGATE_FAULT", "bluegreen-synced", 1);
+    free(sgt_shardgate(EXIT_KILLED, MIGRATE(f, "--chunk-rows", "100")));
+    unsetenv("SHARDGATE_FAULT");
+    sgt_pg_exec(f.db, "BEGIN ISOLATION LEVEL REPEATABLE READ;"
+                      "DELETE FROM orders WHERE id = 3;"
+                      "COMMIT");
+    const char *const want[] = {"a transaction at repeatable read wrote to the table",
+                                "read committed", NULL};
+    free(sgt_shardgate_fails(EXIT_MISMATCH, MIGRATE(f, "--chunk-rows", "100"), want));
+    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname = 'shardgate_old_1'", "0");
     teardown(&f);
 }
 END_TEST
@@ -345,6 +394,8 @@ int main(void)
     tcase_add_test(tc, tampered_shadow_table_is_caught);
     tcase_add_test(tc, dependent_objects_are_refused);
     tcase_add_test(tc, two_changes_to_one_table);
+    tcase_add_test(tc, constraints_as_they_are);
+    tcase_add_test(tc, repeatable_read_writer_stops_the_change);
     tcase_add_test(tc, application_triggers_follow_the_table);
     tcase_add_test(tc, ended_window_is_finalized_by_the_next_migrate);
     suite_add_tcase(s, tc);
