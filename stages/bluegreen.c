@@ -238,6 +238,78 @@ static int copy_table_settings(sg_bg *b, sg_error *err)
     return rc;
 }
 
+/* Whether the foreign keys of other tables that reference blue can point at
+ * green: each is tried on green (NOT VALID, rolled back), so that a new
+ * shape without a unique key on the referenced columns (a key widened to
+ * two columns, a referenced column dropped) is refused now, not at the
+ * cut-over after the whole copy. The try locks the referencing table
+ * briefly (until the prepare commits), as adding the key would. */
+static int probe_inbound_fks(sg_bg *b, sg_error *err)
+{
+    PGresult *res = NULL;
+    const char *params[] = {b->live};
+    sg_bg_text probe = {0}, from = {0}, to = {0};
+    int rc = sg_pg_query_params(
+        &res, b->e->conn,
+        "SELECT c.oid, c.conrelid::pg_catalog.regclass::text, c.conname,"
+        "       pg_catalog.quote_ident(ca.attname), fa.attname"
+        "  FROM pg_catalog.pg_constraint c,"
+        "       unnest(c.conkey, c.confkey) WITH ORDINALITY k(attnum, fattnum, ord)"
+        "  JOIN pg_catalog.pg_attribute ca ON ca.attnum = k.attnum"
+        "  JOIN pg_catalog.pg_attribute fa ON fa.attnum = k.fattnum"
+        " WHERE c.contype = 'f' AND c.conparentid = 0"
+        "   AND c.confrelid = $1::pg_catalog.regclass AND c.conrelid <> c.confrelid"
+        "   AND ca.attrelid = c.conrelid AND fa.attrelid = c.confrelid"
+        " ORDER BY c.oid, k.ord",
+        1, params, err);
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        const char *fk = PQgetvalue(res, i, 0), *referenced = PQgetvalue(res, i, 4);
+        const sg_bg_item *to_item = NULL;
+        for (size_t j = 0; j < b->forward.count && !to_item; j++)
+            if (b->forward.items[j].source &&
+                strcmp(b->forward.items[j].source->name, referenced) == 0)
+                to_item = &b->forward.items[j];
+        if (!to_item) {
+            rc = sg_error_set(err, SG_E_USAGE,
+                              "%s: foreign key %s of %s references column %s of %s, which the new "
+                              "shape does not have",
+                              b->m->file, PQgetvalue(res, i, 2), PQgetvalue(res, i, 1), referenced,
+                              b->m->bluegreen_table);
+            break;
+        }
+        char *q = sg_bg_quote(to_item->target->name);
+        sg_bg_add(&from, "%s%s", from.len ? ", " : "", PQgetvalue(res, i, 3));
+        sg_bg_add(&to, "%s%s", to.len ? ", " : "", q ? q : "");
+        to.failed |= !q;
+        free(q);
+        if (i + 1 < PQntuples(res) && strcmp(PQgetvalue(res, i + 1, 0), fk) == 0)
+            continue;
+        sg_bg_add(&probe,
+                  "SAVEPOINT shardgate_probe; ALTER TABLE %s ADD CONSTRAINT shardgate_probe"
+                  " FOREIGN KEY (%s) REFERENCES %s (%s) NOT VALID;"
+                  " ROLLBACK TO SAVEPOINT shardgate_probe",
+                  PQgetvalue(res, i, 1), from.data ? from.data : "", b->shadow,
+                  to.data ? to.data : "");
+        char *sql = sg_bg_text_take(&probe, err);
+        if (!sql || from.failed || to.failed) {
+            rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
+        } else if ((rc = run(b, sql, err)) < 0) {
+            sg_error_prefix(err, "%s: foreign key %s of %s cannot reference the new %s", b->m->file,
+                            PQgetvalue(res, i, 2), PQgetvalue(res, i, 1), b->m->bluegreen_table);
+            if (rc == SG_E_DB && strncmp(err->sqlstate, "42", 2) == 0)
+                rc = err->code = SG_E_USAGE;
+        }
+        free(sql);
+        sg_bg_text_free(&from);
+        sg_bg_text_free(&to);
+    }
+    sg_bg_text_free(&probe);
+    sg_bg_text_free(&from);
+    sg_bg_text_free(&to);
+    PQclear(res);
+    return rc;
+}
+
 static int prepare_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
 {
     sg_bg *b = ctx;
@@ -274,7 +346,8 @@ static int prepare_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     /* the maps are checked here, so that a change whose key cannot be
      * followed leaves nothing behind */
     b->state.step = SG_BLUEGREEN_PREPARED;
-    if ((rc = bg_load(b, err)) == 0 && (rc = sg_bg_state_set(b, SG_BLUEGREEN_PREPARED, err)) == 0)
+    if ((rc = bg_load(b, err)) == 0 && (rc = probe_inbound_fks(b, err)) == 0 &&
+        (rc = sg_bg_state_set(b, SG_BLUEGREEN_PREPARED, err)) == 0)
         rc = defer_indexes(b, err);
     if (rc < 0)
         b->state.step = SG_BLUEGREEN_NONE;
@@ -433,7 +506,13 @@ static int build_indexes(sg_bg *b, sg_error *err)
         if ((rc = run(b, builds[i].sql, err)) < 0)
             goto done;
     }
+    /* statistics, so that the first plans on the new table after the
+     * cut-over are not made blind */
+    char *analyze = sg_asprintf("ANALYZE %s", b->shadow);
     if ((rc = sg_pg_exec(b->e->conn, "RESET lock_timeout", err)) == 0)
+        rc = analyze ? run(b, analyze, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+    free(analyze);
+    if (rc == 0)
         rc = sg_bg_state_set(b, SG_BLUEGREEN_INDEXED, err);
 done:
     builds_clear(builds, n);

@@ -290,6 +290,31 @@ START_TEST(constraints_as_they_are)
 }
 END_TEST
 
+/* A new shape that another table's foreign key cannot reference (the key
+ * widened to two columns) is refused before anything is made, not at the
+ * cut-over after the copy. */
+START_TEST(foreign_key_that_cannot_follow_is_refused)
+{
+    fixture f = setup("fkprobe", 100);
+    sgt_pg_exec(f.db,
+                "CREATE TABLE lines (id int PRIMARY KEY, order_id int REFERENCES orders (id));"
+                "INSERT INTO lines VALUES (1, 1)");
+    write_migration(&f,
+                    "ALTER TABLE orders DROP CONSTRAINT orders_pkey,"
+                    " ADD CONSTRAINT orders_pkey PRIMARY KEY (id, qty);",
+                    "ALTER TABLE orders DROP CONSTRAINT orders_pkey,"
+                    " ADD CONSTRAINT orders_pkey PRIMARY KEY (id);");
+    const char *const want[] = {"foreign key lines_order_id_fkey of lines cannot reference the new "
+                                "public.orders",
+                                "no unique constraint", NULL};
+    free(sgt_shardgate_fails(EXIT_USAGE, MIGRATE(f, "--chunk-rows", "100"), want));
+    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
+                 "0");
+    assert_value(&f, "SELECT count(*) FROM pg_constraint WHERE conname = 'shardgate_probe'", "0");
+    teardown(&f);
+}
+END_TEST
+
 /* A writer at REPEATABLE READ could keep a deleted row in the new table
  * (its snapshot predates rows the copy added): its write stops the change
  * before the cut-over, saying why. */
@@ -395,6 +420,7 @@ int main(void)
     tcase_add_test(tc, dependent_objects_are_refused);
     tcase_add_test(tc, two_changes_to_one_table);
     tcase_add_test(tc, constraints_as_they_are);
+    tcase_add_test(tc, foreign_key_that_cannot_follow_is_refused);
     tcase_add_test(tc, repeatable_read_writer_stops_the_change);
     tcase_add_test(tc, application_triggers_follow_the_table);
     tcase_add_test(tc, ended_window_is_finalized_by_the_next_migrate);
