@@ -77,6 +77,24 @@ static void assert_value(const fixture *f, const char *sql, const char *want)
         "shardgate", "migrate", "--dsn", (f).db, "--migrations", (f).dir, __VA_ARGS__, NULL        \
     }
 
+/* Runs migrate until it has recorded `step`, where it stops dead (as a
+ * crash would: SHARDGATE_FAULT), so that a test can act in between. */
+static void migrate_until(const fixture *f, const char *step, const char *chunk_rows)
+{
+    char *fault = sgt_asprintf("bluegreen-%s", step);
+    setenv("SHARDGATE_FAULT", fault, 1);
+    free(sgt_shardgate(EXIT_KILLED, MIGRATE(*f, "--chunk-rows", chunk_rows)));
+    unsetenv("SHARDGATE_FAULT");
+    free(fault);
+}
+
+/* Neither a shadow nor a kept table is left. */
+static void assert_no_bluegreen_schemas(const fixture *f)
+{
+    assert_value(f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
+                 "0");
+}
+
 /* A standby replaying 2 s behind: the copy pauses while the lag is above
  * --max-lag, says so, and goes on when the standby has caught up. */
 START_TEST(copy_waits_for_a_lagging_standby)
@@ -123,9 +141,7 @@ START_TEST(write_refused_by_the_new_shape_stops_the_change)
     write_migration(&f, "ALTER TABLE orders ADD CONSTRAINT qty_small CHECK (qty < 100);",
                     "ALTER TABLE orders DROP CONSTRAINT qty_small;");
     /* stop after the triggers exist, write what the new shape refuses, go on */
-    setenv("SHARDGATE_FAULT", "bluegreen-synced", 1);
-    free(sgt_shardgate(EXIT_KILLED, MIGRATE(f, "--chunk-rows", "500")));
-    unsetenv("SHARDGATE_FAULT");
+    migrate_until(&f, "synced", "500");
     sgt_pg_exec(f.db, "INSERT INTO orders VALUES (5000, 500, 'too many')");
     assert_value(&f, "SELECT qty FROM orders WHERE id = 5000", "500");
     const char *const want[] = {"1 write to the live table could not be copied to the new table",
@@ -136,8 +152,7 @@ START_TEST(write_refused_by_the_new_shape_stops_the_change)
     assert_value(&f, "SELECT status FROM shardgate.migrations WHERE version = 1", "failed");
     free(sgt_shardgate(0, (const char *const[]){"shardgate", "revert", "--dsn", f.db,
                                                 "--migrations", f.dir, "--to", "0", NULL}));
-    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
-                 "0");
+    assert_no_bluegreen_schemas(&f);
     assert_value(&f, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass", "0");
     assert_value(&f, "SELECT count(*) FROM orders", "2001");
     teardown(&f);
@@ -171,9 +186,7 @@ START_TEST(tampered_shadow_table_is_caught)
     fixture f = setup("tampered", 3000);
     write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
                     "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
-    setenv("SHARDGATE_FAULT", "bluegreen-indexed", 1);
-    free(sgt_shardgate(EXIT_KILLED, MIGRATE(f, "--chunk-rows", "500")));
-    unsetenv("SHARDGATE_FAULT");
+    migrate_until(&f, "indexed", "500");
     /* the triggers only copy writes to blue: these go to green alone */
     sgt_pg_exec(f.db, "ALTER TABLE shardgate_new_1.orders DISABLE TRIGGER ALL;"
                       "DELETE FROM shardgate_new_1.orders WHERE id = 17;"
@@ -208,8 +221,7 @@ START_TEST(dependent_objects_are_refused)
                                 "also: constraint trigger audit",
                                 "also: foreign key from a partitioned table", NULL};
     free(sgt_shardgate_fails(EXIT_USAGE, MIGRATE(f, "--chunk-rows", "500"), want));
-    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
-                 "0");
+    assert_no_bluegreen_schemas(&f);
     teardown(&f);
 }
 END_TEST
@@ -231,9 +243,7 @@ START_TEST(application_triggers_follow_the_table)
                       "CREATE TRIGGER orders_idle AFTER DELETE ON orders FOR EACH ROW"
                       " EXECUTE FUNCTION audit_row();"
                       "ALTER TABLE orders DISABLE TRIGGER orders_idle");
-    setenv("SHARDGATE_FAULT", "bluegreen-verified", 1);
-    free(sgt_shardgate(EXIT_KILLED, MIGRATE(f, "--chunk-rows", "50")));
-    unsetenv("SHARDGATE_FAULT");
+    migrate_until(&f, "verified", "50");
     sgt_pg_exec(f.db, "INSERT INTO orders VALUES (1001, 1, 'before')");
     free(sgt_shardgate(0, MIGRATE(f, "--chunk-rows", "50")));
     sgt_pg_exec(f.db, "INSERT INTO orders VALUES (1002, 2, 'after');"
@@ -308,8 +318,7 @@ START_TEST(foreign_key_that_cannot_follow_is_refused)
                                 "public.orders",
                                 "no unique constraint", NULL};
     free(sgt_shardgate_fails(EXIT_USAGE, MIGRATE(f, "--chunk-rows", "100"), want));
-    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
-                 "0");
+    assert_no_bluegreen_schemas(&f);
     assert_value(&f, "SELECT count(*) FROM pg_constraint WHERE conname = 'shardgate_probe'", "0");
     teardown(&f);
 }
@@ -323,9 +332,7 @@ START_TEST(repeatable_read_writer_stops_the_change)
     fixture f = setup("snapshot", 500);
     write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
                     "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
-    setenv("SHARDGATE_FAULT", "bluegreen-synced", 1);
-    free(sgt_shardgate(EXIT_KILLED, MIGRATE(f, "--chunk-rows", "100")));
-    unsetenv("SHARDGATE_FAULT");
+    migrate_until(&f, "synced", "100");
     sgt_pg_exec(f.db, "BEGIN ISOLATION LEVEL REPEATABLE READ;"
                       "DELETE FROM orders WHERE id = 3;"
                       "COMMIT");
@@ -373,8 +380,7 @@ START_TEST(two_changes_to_one_table)
                  "integer,integer,text");
     assert_value(&f, "SELECT count(*) FROM orders", "3000");
     assert_value(&f, "SELECT count(*) FROM shardgate.bluegreen", "0");
-    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
-                 "0");
+    assert_no_bluegreen_schemas(&f);
     teardown(&f);
 }
 END_TEST
@@ -396,8 +402,7 @@ START_TEST(ended_window_is_finalized_by_the_next_migrate)
     ck_assert_msg(strstr(out, "finalized 0001_change.sql"), "%s", out);
     free(out);
     assert_value(&f, "SELECT step FROM shardgate.bluegreen", "finalized");
-    assert_value(&f, "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^shardgate_(new|old)'",
-                 "0");
+    assert_no_bluegreen_schemas(&f);
     assert_value(&f, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass", "0");
     teardown(&f);
 }
