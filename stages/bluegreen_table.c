@@ -552,9 +552,10 @@ char *sg_bg_triggers_sql(const sg_bg *b, const sg_bg_map *map, const char *sourc
     add_function(&t, &body, b, fs, "truncate_rows", direction);
 
     /* Statement triggers with transition tables: one INSERT ... SELECT per
-     * statement rather than one per row. ENABLE ALWAYS, so that writes
-     * applied by logical replication (session_replication_role = replica)
-     * are synced too. */
+     * statement rather than one per row. ENABLE ALWAYS, so that writes made
+     * under session_replication_role = replica (tools that replay changes
+     * that way) are synced too; a subscription's apply worker fires no
+     * statement triggers, so its tables are refused (obstacles_sql). */
     static const struct {
         const char *event, *fn, *referencing;
     } triggers[] = {
