@@ -2,6 +2,9 @@
 
 #include <signal.h>
 #include <string.h>
+#include <time.h>
+
+#include "common/retry.h"
 
 static volatile sig_atomic_t caught_signal;
 
@@ -38,4 +41,14 @@ int sg_interrupt_check(sg_error *err)
                         signo == SIGINT    ? "SIGINT"
                         : signo == SIGTERM ? "SIGTERM"
                                            : "a signal");
+}
+
+bool sg_interrupt_sleep_ms(uint64_t ms)
+{
+    uint64_t until = sg_monotonic_ms() + ms;
+    while (!sg_interrupted() && sg_monotonic_ms() < until) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return !sg_interrupted();
 }

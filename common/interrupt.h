@@ -5,6 +5,7 @@
 #define SG_COMMON_INTERRUPT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/error.h"
 
@@ -15,5 +16,9 @@ bool sg_interrupted(void);
 
 /* 0, or SG_E_INTERRUPTED naming the signal once one has arrived. */
 int sg_interrupt_check(sg_error *err);
+
+/* Sleeps ms, waking every 20 ms to look for an interrupt; false when one
+ * has arrived (then at once). */
+bool sg_interrupt_sleep_ms(uint64_t ms);
 
 #endif

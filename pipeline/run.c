@@ -155,14 +155,7 @@ static void stage_hook(run *r, size_t stage, sg_stage_state state)
 /* Waits out a stage's soak, waking for interrupts. */
 static int soak(uint64_t ms, sg_error *err)
 {
-    uint64_t until = sg_monotonic_ms() + ms;
-    while (sg_monotonic_ms() < until) {
-        if (sg_interrupted())
-            return sg_interrupt_check(err);
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return 0;
+    return sg_interrupt_sleep_ms(ms) ? 0 : sg_interrupt_check(err);
 }
 
 /* ---- rollback ---- */

@@ -281,15 +281,7 @@ static int commit(sg_apply_engine *e, sg_error *err)
 /* Sleeps before retry number `retry`; false when interrupted. */
 static bool back_off(sg_apply_engine *e, unsigned retry)
 {
-    uint64_t delay = sg_retry_delay_ms(&e->opts->backoff, retry, randombytes_random());
-    uint64_t until = sg_monotonic_ms() + delay;
-    while (sg_monotonic_ms() < until) {
-        if (sg_interrupted())
-            return false;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return !sg_interrupted();
+    return sg_interrupt_sleep_ms(sg_retry_delay_ms(&e->opts->backoff, retry, randombytes_random()));
 }
 
 /* Whether a failed attempt may be tried again: a lock timeout, a deadlock or

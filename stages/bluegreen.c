@@ -32,15 +32,6 @@ static void bg_clear(sg_bg *b)
     memset(b, 0, sizeof(*b));
 }
 
-static char *qualify(const char *schema, const char *table)
-{
-    char *qs = sg_bg_quote(schema), *qt = sg_bg_quote(table);
-    char *q = qs && qt ? sg_asprintf("%s.%s", qs, qt) : NULL;
-    free(qs);
-    free(qt);
-    return q;
-}
-
 static int bg_init(sg_bg *b, sg_apply_engine *e, sg_apply_step *step, sg_error *err)
 {
     const sg_migration *m = step->migration;
@@ -58,9 +49,9 @@ static int bg_init(sg_bg *b, sg_apply_engine *e, sg_apply_step *step, sg_error *
     b->table = sg_strdup(dot + 1);
     snprintf(b->new_schema, sizeof(b->new_schema), "shardgate_new_%" PRId64, m->version);
     snprintf(b->old_schema, sizeof(b->old_schema), "shardgate_old_%" PRId64, m->version);
-    if (!b->schema || !b->table || !(b->live = qualify(b->schema, b->table)) ||
-        !(b->shadow = qualify(b->new_schema, b->table)) ||
-        !(b->kept = qualify(b->old_schema, b->table)))
+    if (!b->schema || !b->table || !(b->live = sg_bg_qualify(b->schema, b->table)) ||
+        !(b->shadow = sg_bg_qualify(b->new_schema, b->table)) ||
+        !(b->kept = sg_bg_qualify(b->old_schema, b->table)))
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     return sg_bg_state_load(b, err);
 }
@@ -90,18 +81,6 @@ static int bg_load(sg_bg *b, sg_error *err)
                              err)) < 0)
         return rc;
     return sg_bg_maps_build(b, err);
-}
-
-static int run(sg_bg *b, const char *sql, sg_error *err)
-{
-    return sg_exec_run(NULL, b->e->conn, sql, &b->e->watch, err);
-}
-
-static int run_taken(sg_bg *b, char *sql, sg_error *err)
-{
-    int rc = sql ? run(b, sql, err) : err->code;
-    free(sql);
-    return rc;
 }
 
 /* ---- prepare ---- */
@@ -135,7 +114,7 @@ static int copy_constraints(sg_bg *b, sg_error *err)
             rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
         else if ((rc = sg_sql_rewrite_table(&rewritten, sql, b->schema, b->table, b->new_schema,
                                             false, err)) == 0)
-            rc = run(b, rewritten, err);
+            rc = sg_bg_run(b, rewritten, err);
         free(sql);
         free(rewritten);
     }
@@ -165,7 +144,7 @@ static int copy_indexes(sg_bg *b, sg_error *err)
         char *sql = NULL;
         if ((rc = sg_sql_rewrite_table(&sql, PQgetvalue(res, i, 0), b->schema, b->table,
                                        b->new_schema, false, err)) == 0)
-            rc = run(b, sql, err);
+            rc = sg_bg_run(b, sql, err);
         free(sql);
     }
     PQclear(res);
@@ -196,9 +175,9 @@ static int defer_indexes(sg_bg *b, sg_error *err)
         " SELECT relname FROM d",
         3, params, err);
     for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
-        char *q = qualify(b->new_schema, PQgetvalue(res, i, 0));
+        char *q = sg_bg_qualify(b->new_schema, PQgetvalue(res, i, 0));
         char *sql = q ? sg_asprintf("DROP INDEX %s", q) : NULL;
-        rc = sql ? run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+        rc = sql ? sg_bg_run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
         free(sql);
         free(q);
     }
@@ -233,7 +212,7 @@ static int copy_table_settings(sg_bg *b, sg_error *err)
         " WHERE c.oid = $1::pg_catalog.regclass AND c.relreplident IN ('f', 'n')",
         2, params, err);
     for (int i = 0; rc == 0 && i < PQntuples(res); i++)
-        rc = run(b, PQgetvalue(res, i, 0), err);
+        rc = sg_bg_run(b, PQgetvalue(res, i, 0), err);
     PQclear(res);
     return rc;
 }
@@ -293,7 +272,7 @@ static int probe_inbound_fks(sg_bg *b, sg_error *err)
         char *sql = sg_bg_text_take(&probe, err);
         if (!sql || from.failed || to.failed) {
             rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
-        } else if ((rc = run(b, sql, err)) < 0) {
+        } else if ((rc = sg_bg_run(b, sql, err)) < 0) {
             sg_error_prefix(err, "%s: foreign key %s of %s cannot reference the new %s", b->m->file,
                             PQgetvalue(res, i, 2), PQgetvalue(res, i, 1), b->m->bluegreen_table);
             if (rc == SG_E_DB && strncmp(err->sqlstate, "42", 2) == 0)
@@ -333,12 +312,12 @@ static int prepare_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     char *sql = sg_asprintf("CREATE SCHEMA %s; CREATE %sTABLE %s (LIKE %s INCLUDING ALL"
                             " EXCLUDING CONSTRAINTS EXCLUDING INDEXES EXCLUDING STATISTICS)",
                             qnew, unlogged ? "UNLOGGED " : "", b->shadow, b->live);
-    rc = sql ? run_taken(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+    rc = sql ? sg_bg_run_taken(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
     if (rc < 0 || (rc = copy_constraints(b, err)) < 0 || (rc = copy_indexes(b, err)) < 0 ||
         (rc = copy_table_settings(b, err)) < 0)
         goto done;
     for (size_t i = 0; i < b->script->nbefore; i++) {
-        if ((rc = run(b, b->script->before[i], err)) < 0) {
+        if ((rc = sg_bg_run(b, b->script->before[i], err)) < 0) {
             sg_error_prefix(err, "%s: on the new table", b->m->file);
             goto done;
         }
@@ -379,7 +358,7 @@ static int sync_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
 {
     sg_bg *b = ctx;
     (void)e;
-    int rc = run_taken(
+    int rc = sg_bg_run_taken(
         b, sg_bg_triggers_sql(b, &b->forward, b->live, b->shadow, b->new_schema, "forward", err),
         err);
     return rc < 0 ? rc : sg_bg_state_set(b, SG_BLUEGREEN_SYNCED, err);
@@ -475,9 +454,9 @@ static int index_done(bool *done, sg_bg *b, const index_build *ib, sg_error *err
     if (rc == 0 && PQntuples(res) == 1) {
         *done = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         if (!*done) {
-            char *q = qualify(b->new_schema, ib->name);
+            char *q = sg_bg_qualify(b->new_schema, ib->name);
             char *sql = q ? sg_asprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", q) : NULL;
-            rc = sql ? run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+            rc = sql ? sg_bg_run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
             free(sql);
             free(q);
         }
@@ -503,14 +482,14 @@ static int build_indexes(sg_bg *b, sg_error *err)
         if (done)
             continue;
         sg_log(SG_LOG_INFO, "%s: building index %s on the new table", b->m->file, builds[i].name);
-        if ((rc = run(b, builds[i].sql, err)) < 0)
+        if ((rc = sg_bg_run(b, builds[i].sql, err)) < 0)
             goto done;
     }
     /* statistics, so that the first plans on the new table after the
      * cut-over are not made blind */
     char *analyze = sg_asprintf("ANALYZE %s", b->shadow);
     if ((rc = sg_pg_exec(b->e->conn, "RESET lock_timeout", err)) == 0)
-        rc = analyze ? run(b, analyze, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
+        rc = analyze ? sg_bg_run(b, analyze, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
     free(analyze);
     if (rc == 0)
         rc = sg_bg_state_set(b, SG_BLUEGREEN_INDEXED, err);

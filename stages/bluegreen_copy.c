@@ -35,23 +35,6 @@
 /* key columns a copy can page by: PostgreSQL's indexes take at most 32 */
 #define SG_BG_MAX_KEY 32
 
-static void sleep_ms(uint64_t ms)
-{
-    uint64_t until = sg_monotonic_ms() + ms;
-    while (!sg_interrupted() && sg_monotonic_ms() < until) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static const sg_bg_column *blue_column(const sg_bg *b, const char *name)
-{
-    for (size_t i = 0; i < b->blue.ncolumns; i++)
-        if (strcmp(b->blue.columns[i].name, name) == 0)
-            return &b->blue.columns[i];
-    return NULL;
-}
-
 /* The statements of the copy, over blue's key columns k:
  *   end        the highest key when the copy starts: rows above it were
  *              written since the triggers exist, so green has them already
@@ -85,7 +68,7 @@ static void key_list(sg_bg_text *t, const sg_bg *b, const char *suffix, size_t p
             t->failed = true;
         else if (param)
             sg_bg_add(t, "%s$%zu::%s", k ? ", " : "", param + k,
-                      blue_column(b, b->blue.key[k])->type);
+                      sg_bg_rel_column(&b->blue, b->blue.key[k])->type);
         else
             sg_bg_add(t, "%sb.%s%s", k ? ", " : "", q, suffix);
         free(q);
@@ -207,7 +190,7 @@ static int throttle(sg_bg *b, sg_error *err)
                    " ms): copy paused",
                    b->m->file, standby, lag, max);
         paused = true;
-        sleep_ms(200);
+        sg_interrupt_sleep_ms(200);
     }
 }
 
@@ -257,22 +240,6 @@ static bool progress_line(const sg_bg *b, copy_progress *p, bool last)
     return true;
 }
 
-static int keys_dup(char ***out, PGresult *res, size_t n)
-{
-    char **keys = sg_calloc(n ? n : 1, sizeof(*keys));
-    bool ok = keys != NULL;
-    for (size_t k = 0; ok && k < n; k++)
-        ok = (keys[k] = sg_strdup(PQgetvalue(res, 0, (int)k))) != NULL;
-    if (!ok) {
-        for (size_t k = 0; keys && k < n; k++)
-            free(keys[k]);
-        free(keys);
-        return -1;
-    }
-    *out = keys;
-    return 0;
-}
-
 static int keys_dup_strings(char ***out, char *const *src, size_t n)
 {
     char **keys = sg_calloc(n ? n : 1, sizeof(*keys));
@@ -294,6 +261,15 @@ static void keys_free(char **keys, size_t n)
     for (size_t k = 0; keys && k < n; k++)
         free(keys[k]);
     free(keys);
+}
+
+/* The first row of res, n key values, as strings the caller owns. */
+static int keys_dup(char ***out, PGresult *res, size_t n)
+{
+    char *values[SG_BG_MAX_KEY];
+    for (size_t k = 0; k < n && k < SG_BG_MAX_KEY; k++)
+        values[k] = PQgetvalue(res, 0, (int)k);
+    return keys_dup_strings(out, values, n);
 }
 
 /* Copies the next chunk, up to `end`, and records its progress, in one
@@ -458,7 +434,7 @@ int sg_bg_backfill(sg_bg *b, sg_error *err)
             sg_log(SG_LOG_DEBUG, "%s: chunk waited too long for a row lock; trying again",
                    b->m->file);
             rows = rows / 2 < MIN_CHUNK_ROWS ? MIN_CHUNK_ROWS : rows / 2;
-            sleep_ms(50 * failures);
+            sg_interrupt_sleep_ms(50 * failures);
             continue;
         }
         if (rc < 0) {
@@ -480,7 +456,7 @@ int sg_bg_backfill(sg_bg *b, sg_error *err)
         if (progress_line(b, &p, false) && (rc = sg_bg_check_sync_errors(b, "forward", err)) < 0)
             goto done;
         if (!finished && o->chunk_pause_ms)
-            sleep_ms(o->chunk_pause_ms);
+            sg_interrupt_sleep_ms(o->chunk_pause_ms);
     }
     progress_line(b, &p, true);
 done:

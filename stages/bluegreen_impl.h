@@ -31,6 +31,9 @@ void sg_bg_text_free(sg_bg_text *t);
  * so that names that need no quoting and names that do are treated alike. */
 char *sg_bg_quote(const char *name);
 
+/* "schema"."name", quoted as sg_bg_quote does; NULL when out of memory. */
+char *sg_bg_qualify(const char *schema, const char *name);
+
 /* ---- tables and how their columns map ---- */
 
 typedef struct sg_bg_column {
@@ -97,10 +100,18 @@ typedef struct sg_bg {
 void sg_bg_step_done(sg_bg *b, sg_bluegreen_step step, double lock_ms);
 void sg_bg_fault(const char *step);
 
+/* Runs SQL of the engine on its connection, with the lock watch (so that a
+ * statement waiting for a lock names who holds it). The _taken form frees
+ * sql, and passes on the error of the call that failed to build it (NULL). */
+int sg_bg_run(sg_bg *b, const char *sql, sg_error *err);
+int sg_bg_run_taken(sg_bg *b, char *sql, sg_error *err);
+
 /* Reads a relation's columns and key. */
 int sg_bg_rel_load(sg_bg_rel *rel, PGconn *conn, const char *schema, const char *name,
                    sg_error *err);
 void sg_bg_rel_clear(sg_bg_rel *rel);
+/* The column of rel named name, or NULL. */
+const sg_bg_column *sg_bg_rel_column(const sg_bg_rel *rel, const char *name);
 
 /* Reads blue (into b->blue) and says why it cannot be changed this way:
  * SG_E_NOT_FOUND when it is not there, SG_E_USAGE naming the object in the

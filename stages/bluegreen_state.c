@@ -128,6 +128,27 @@ void sg_bg_step_done(sg_bg *b, sg_bluegreen_step step, double lock_ms)
     sg_bg_fault(sg_bluegreen_step_name(step));
 }
 
+char *sg_bg_qualify(const char *schema, const char *name)
+{
+    char *qs = sg_bg_quote(schema), *qn = sg_bg_quote(name);
+    char *q = qs && qn ? sg_asprintf("%s.%s", qs, qn) : NULL;
+    free(qs);
+    free(qn);
+    return q;
+}
+
+int sg_bg_run(sg_bg *b, const char *sql, sg_error *err)
+{
+    return sg_exec_run(NULL, b->e->conn, sql, &b->e->watch, err);
+}
+
+int sg_bg_run_taken(sg_bg *b, char *sql, sg_error *err)
+{
+    int rc = sql ? sg_bg_run(b, sql, err) : err->code;
+    free(sql);
+    return rc;
+}
+
 void sg_bg_fault(const char *step)
 {
     const char *fault = getenv("SHARDGATE_FAULT");

@@ -25,11 +25,6 @@
  * while it waits, every query on the table queues behind it. */
 #define SWAP_LOCK_TIMEOUT_MS 1000
 
-static int run(sg_bg *b, const char *sql, sg_error *err)
-{
-    return sg_exec_run(NULL, b->e->conn, sql, &b->e->watch, err);
-}
-
 static int runf(sg_bg *b, sg_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int runf(sg_bg *b, sg_error *err, const char *fmt, ...)
@@ -44,14 +39,7 @@ static int runf(sg_bg *b, sg_error *err, const char *fmt, ...)
         vsnprintf(sql, (size_t)n + 1, fmt, ap);
         va_end(ap);
     }
-    int rc = sql ? run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
-    free(sql);
-    return rc;
-}
-
-static int run_taken(sg_bg *b, char *sql, sg_error *err)
-{
-    int rc = sql ? run(b, sql, err) : err->code;
+    int rc = sql ? sg_bg_run(b, sql, err) : sg_error_set(err, SG_E_NOMEM, "out of memory");
     free(sql);
     return rc;
 }
@@ -304,7 +292,7 @@ static int user_triggers_follow(sg_bg *b, const PGresult *triggers, const char *
             break;
         bool exists = PQntuples(res) > 0;
         PQclear(res);
-        if (!exists && (rc = run(b, PQgetvalue(triggers, i, 1), err)) < 0)
+        if (!exists && (rc = sg_bg_run(b, PQgetvalue(triggers, i, 1), err)) < 0)
             break;
         const char *state = PQgetvalue(triggers, i, 2);
         rc =
@@ -382,8 +370,8 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     if ((s->step == SG_BLUEGREEN_CUT_OVER && (rc = sg_bg_check_obstacles(b, err)) < 0) ||
         (rc = sg_bg_check_sync_errors(b, s->leaving_triggers, err)) < 0 ||
         (rc = inbound_read(&fks, b, b->live, err)) < 0 || (rc = inbound_drop(b, fks, err)) < 0 ||
-        (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, s->leaving_triggers, err), err)) <
-            0 ||
+        (rc = sg_bg_run_taken(b, sg_bg_drop_triggers_sql(b, b->live, s->leaving_triggers, err),
+                              err)) < 0 ||
         (rc = owned_read(&seqs, b, b->live, err)) < 0 || (rc = owned_release(b, seqs, err)) < 0 ||
         (rc = user_triggers_read(&triggers, b, b->live, err)) < 0 ||
         (rc = deferred_read(&deferred, b, err)) < 0)
@@ -402,7 +390,7 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     if (rc < 0 || (rc = owned_hand_over(b, seqs, s->map, b->live, err)) < 0 ||
         (rc = identity_carry(b, s->map, b->live, s->sync_target, err)) < 0 ||
         (rc = user_triggers_follow(b, triggers, s->sync_target, err)) < 0 ||
-        (rc = run_taken(b, drop_functions_sql(s->dropped_schema, err), err)) < 0)
+        (rc = sg_bg_run_taken(b, drop_functions_sql(s->dropped_schema, err), err)) < 0)
         goto done;
     char *qdropped = sg_bg_quote(s->dropped_schema);
     rc = qdropped ? runf(b, err, "DROP SCHEMA IF EXISTS %s", qdropped)
@@ -411,10 +399,10 @@ static int swap_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     if (rc < 0)
         goto done;
     if (s->sync_direction &&
-        (rc = run_taken(b,
-                        sg_bg_triggers_sql(b, s->sync, b->live, s->sync_target, s->out_schema,
-                                           s->sync_direction, err),
-                        err)) < 0)
+        (rc = sg_bg_run_taken(b,
+                              sg_bg_triggers_sql(b, s->sync, b->live, s->sync_target, s->out_schema,
+                                                 s->sync_direction, err),
+                              err)) < 0)
         goto done;
     json_decref(s->fk_names);
     if (!(s->fk_names = json_array())) {
@@ -509,10 +497,10 @@ static int finalize_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     if (!q)
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
     /* IF EXISTS, for a run that stopped half way: no notices about it */
-    if ((rc = run(b, "SET LOCAL client_min_messages = warning", err)) == 0 &&
-        (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, "back", err), err)) == 0 &&
+    if ((rc = sg_bg_run(b, "SET LOCAL client_min_messages = warning", err)) == 0 &&
+        (rc = sg_bg_run_taken(b, sg_bg_drop_triggers_sql(b, b->live, "back", err), err)) == 0 &&
         (rc = runf(b, err, "DROP TABLE IF EXISTS %s", b->kept)) == 0 &&
-        (rc = run_taken(b, drop_functions_sql(b->old_schema, err), err)) == 0 &&
+        (rc = sg_bg_run_taken(b, drop_functions_sql(b->old_schema, err), err)) == 0 &&
         (rc = runf(b, err, "DROP SCHEMA IF EXISTS %s", q)) == 0)
         rc = sg_bg_state_set(b, SG_BLUEGREEN_FINALIZED, err);
     free(q);
@@ -542,8 +530,8 @@ static int abandon_in_transaction(sg_apply_engine *e, void *ctx, sg_error *err)
     (void)e;
     if (!q)
         return sg_error_set(err, SG_E_NOMEM, "out of memory");
-    if ((rc = run(b, "SET LOCAL client_min_messages = warning", err)) == 0 &&
-        (rc = run_taken(b, sg_bg_drop_triggers_sql(b, b->live, "forward", err), err)) == 0 &&
+    if ((rc = sg_bg_run(b, "SET LOCAL client_min_messages = warning", err)) == 0 &&
+        (rc = sg_bg_run_taken(b, sg_bg_drop_triggers_sql(b, b->live, "forward", err), err)) == 0 &&
         (rc = runf(b, err, "DROP SCHEMA IF EXISTS %s CASCADE", q)) == 0)
         rc = sg_bg_state_delete(b, err);
     free(q);

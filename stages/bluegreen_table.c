@@ -65,14 +65,11 @@ int sg_bg_rel_load(sg_bg_rel *rel, PGconn *conn, const char *schema, const char 
                    sg_error *err)
 {
     PGresult *res = NULL;
-    char *qs = NULL, *qn = NULL;
     int rc;
     sg_bg_rel_clear(rel);
     rel->schema = sg_strdup(schema);
     rel->name = sg_strdup(name);
-    qs = sg_bg_quote(schema);
-    qn = sg_bg_quote(name);
-    rel->qualified = qs && qn ? sg_asprintf("%s.%s", qs, qn) : NULL;
+    rel->qualified = sg_bg_qualify(schema, name);
     if (!rel->schema || !rel->name || !rel->qualified) {
         rc = sg_error_set(err, SG_E_NOMEM, "out of memory");
         goto done;
@@ -114,12 +111,10 @@ int sg_bg_rel_load(sg_bg_rel *rel, PGconn *conn, const char *schema, const char 
     }
 done:
     PQclear(res);
-    free(qs);
-    free(qn);
     return rc;
 }
 
-static const sg_bg_column *find_column(const sg_bg_rel *rel, const char *name)
+const sg_bg_column *sg_bg_rel_column(const sg_bg_rel *rel, const char *name)
 {
     for (size_t i = 0; i < rel->ncolumns; i++)
         if (strcmp(rel->columns[i].name, name) == 0)
@@ -345,7 +340,7 @@ int sg_bg_maps_build(sg_bg *b, sg_error *err)
         if (g->generated)
             continue;
         const sg_bluegreen_fill *fill = fill_of(s, g->name);
-        const sg_bg_column *from = find_column(&b->blue, renamed_from(s, g->name));
+        const sg_bg_column *from = sg_bg_rel_column(&b->blue, renamed_from(s, g->name));
         /* a fill wins over the column it came from, which still says
          * where the column goes back to and whose sequence it takes */
         if (fill)

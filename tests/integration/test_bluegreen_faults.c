@@ -15,7 +15,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { EXIT_USAGE = 2, EXIT_MISMATCH = 14, EXIT_KILLED = 128 + 9 };
+enum {
+    EXIT_USAGE = 2,
+    EXIT_NOT_FOUND = 10,
+    EXIT_TARGET = 13,
+    EXIT_MISMATCH = 14,
+    EXIT_KILLED = 128 + 9
+};
 
 static sgt_pg_server *pg;
 static char root[] = "/tmp/sgt-bgfault-XXXXXX";
@@ -324,6 +330,40 @@ START_TEST(foreign_key_that_cannot_follow_is_refused)
 }
 END_TEST
 
+/* A revert killed right after its swap back: migrate refuses to go on with
+ * the half-reverted change, finalize has no window to end, and revert
+ * finishes it. */
+START_TEST(half_done_revert_is_finished_by_revert)
+{
+    fixture f = setup("halfrevert", 200);
+    write_migration(&f, "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+                    "ALTER TABLE orders ALTER COLUMN qty TYPE int;");
+    free(sgt_shardgate(0, MIGRATE(f, "--chunk-rows", "100")));
+    const char *const revert[] = {"shardgate", "revert", "--dsn", f.db, "--migrations",
+                                  f.dir,       "--to",   "0",     NULL};
+    setenv("SHARDGATE_FAULT", "bluegreen-swapped-back", 1);
+    free(sgt_shardgate(EXIT_KILLED, revert));
+    unsetenv("SHARDGATE_FAULT");
+    assert_value(&f, "SELECT step FROM shardgate.bluegreen", "swapped-back");
+    const char *const refused[] = {"the revert of version 1 (change) did not finish",
+                                   "shardgate revert --to 0", NULL};
+    free(sgt_shardgate_fails(EXIT_TARGET, MIGRATE(f, "--chunk-rows", "100"), refused));
+    const char *const finalize[] = {"shardgate", "finalize",  "--dsn", f.db, "--migrations",
+                                    f.dir,       "--version", "1",     NULL};
+    const char *const no_window[] = {"version 1 has no blue-green change waiting to be finalized",
+                                     NULL};
+    free(sgt_shardgate_fails(EXIT_NOT_FOUND, finalize, no_window));
+    free(sgt_shardgate(0, revert));
+    assert_no_bluegreen_schemas(&f);
+    assert_value(&f, "SELECT count(*) FROM shardgate.migrations", "0");
+    assert_value(&f,
+                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                 " WHERE attrelid = 'orders'::regclass AND attname = 'qty'",
+                 "integer");
+    teardown(&f);
+}
+END_TEST
+
 /* A writer at REPEATABLE READ could keep a deleted row in the new table
  * (its snapshot predates rows the copy added): its write stops the change
  * before the cut-over, saying why. */
@@ -425,6 +465,7 @@ int main(void)
     tcase_add_test(tc, dependent_objects_are_refused);
     tcase_add_test(tc, two_changes_to_one_table);
     tcase_add_test(tc, constraints_as_they_are);
+    tcase_add_test(tc, half_done_revert_is_finished_by_revert);
     tcase_add_test(tc, foreign_key_that_cannot_follow_is_refused);
     tcase_add_test(tc, repeatable_read_writer_stops_the_change);
     tcase_add_test(tc, application_triggers_follow_the_table);
