@@ -330,7 +330,11 @@ START_TEST(pack_from_another_snapshot_is_caught)
         verify_fails(url, 0, EXIT_CORRUPT, want);
     }
     {
-        const char *want[] = {"does not match its SHA-256", NULL};
+        /* restore reads every pack: the size, when it differs, stops it
+         * first, as it stops verify at level 0 */
+        const char *same_size[] = {"does not match its SHA-256", NULL};
+        const char *other_size[] = {"packs/0.pack has", "the manifest says", NULL};
+        const char *const *want = st_a.st_size == st_b.st_size ? same_size : other_size;
         char *target = sgt_pg_create_db(pg, "foreign");
         const char *argv[] = {"shardgate", "restore", "--store",  url,    "--key", owner_key,
                               "--trust",   owner_pub, "--target", target, spec_a,  NULL};
